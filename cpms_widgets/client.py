@@ -1,0 +1,305 @@
+"""``CaseStoreClient``: the only way user code reaches the case store.
+
+Built from the environment JupyterHub gives a user server
+(``JUPYTERHUB_API_TOKEN``) and the store's address (``CPMS_STORE_URL``); it
+sends the token in the ``Authorization`` header — never in a URL — and turns
+the service's JSON into :mod:`cpms_hub.domain` objects. A refused request
+raises the matching :class:`cpms_hub.domain.CpmsError` subclass carrying the
+server's ``status`` and ``reasons``. ``repr`` never shows the token.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from cpms_hub.domain import (
+    Account,
+    AccountStatus,
+    AuthenticationError,
+    Case,
+    CaseFile,
+    CaseMember,
+    CaseStatus,
+    ConflictError,
+    CpmsError,
+    KeyUnavailableError,
+    MemberRole,
+    NotFoundError,
+    PermissionDeniedError,
+    Role,
+    ValidationError,
+)
+
+__all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
+
+_UPLOAD_CHUNK = 1024 * 1024
+
+
+class StoreError(CpmsError):
+    """The store answered with an error that has no more specific class."""
+
+
+_STATUS_ERRORS: dict[int, type[CpmsError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: KeyUnavailableError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """Where the store is and how long to wait for it."""
+
+    store_url: str
+    timeout: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> ClientSettings:
+        url = os.environ.get("CPMS_STORE_URL")
+        if not url:
+            raise CpmsError("CPMS_STORE_URL is not set: is this a CPMS user server?")
+        return cls(store_url=url.rstrip("/"))
+
+
+def _dt(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _case(d: dict[str, Any]) -> Case:
+    return Case(
+        id=d["id"],
+        owner=d["owner"],
+        hospital=d["hospital"],
+        network=d["network"],
+        status=CaseStatus(d["status"]),
+        title=d["title"],
+        clinical_summary=d["clinical_summary"],
+        created_at=_dt(d["created_at"]),
+        updated_at=_dt(d["updated_at"]),
+        members=tuple(
+            CaseMember(m["user"], MemberRole(m["role"]), _dt(m["added_at"])) for m in d["members"]
+        ),
+    )
+
+
+def _file(d: dict[str, Any]) -> CaseFile:
+    return CaseFile(
+        id=d["id"],
+        case_id=d["case_id"],
+        name=d["name"],
+        media_type=d["media_type"],
+        size=d["size"],
+        sha256=d["sha256"],
+        created_by=d["created_by"],
+        created_at=_dt(d["created_at"]),
+    )
+
+
+def _account(d: dict[str, Any]) -> Account:
+    return Account(
+        name=d["name"],
+        email=d["email"],
+        full_name=d["full_name"],
+        hospital=d["hospital"],
+        network=d["network"],
+        roles=frozenset(Role(r) for r in d["roles"]),
+        status=AccountStatus(d["status"]),
+        mfa_enrolled=d["mfa_enrolled"],
+        created_at=_dt(d["created_at"]),
+    )
+
+
+class CaseStoreClient:
+    """Typed access to the case store as one user."""
+
+    def __init__(self, store_url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.store_url = store_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.store_url,
+            headers={"Authorization": f"token {token}"},
+            timeout=timeout,
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_env(cls) -> CaseStoreClient:
+        """The client of the user this server belongs to."""
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not token:
+            raise CpmsError("JUPYTERHUB_API_TOKEN is not set: is this a JupyterHub user server?")
+        settings = ClientSettings.from_env()
+        return cls(settings.store_url, token, timeout=settings.timeout)
+
+    def __repr__(self) -> str:
+        return f"CaseStoreClient({self.store_url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CaseStoreClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _raise_for(self, resp: httpx.Response) -> None:
+        if resp.status_code < 400:
+            return
+        try:
+            body = resp.json()
+            reasons = tuple(body.get("reasons") or ()) or (body.get("error", "error"),)
+            error = body.get("error", "error")
+        except ValueError:
+            reasons, error = (f"HTTP {resp.status_code}",), f"HTTP {resp.status_code}"
+        if resp.status_code in (400, 413, 422):
+            field, _, reason = reasons[0].partition(": ")
+            exc: CpmsError = ValidationError(field or "body", reason or error)
+            exc.reasons = reasons
+        else:
+            cls = _STATUS_ERRORS.get(resp.status_code, StoreError)
+            exc = cls(f"{error}: {'; '.join(reasons)}", reasons=reasons)
+        exc.status = resp.status_code  # type: ignore[attr-defined]
+        raise exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._http.request(method, path, **kwargs)
+        self._raise_for(resp)
+        return resp.json() if resp.content else None
+
+    # -- who am I ----------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/me")
+
+    def health(self) -> bool:
+        return self._request("GET", "/health").get("status") == "ok"
+
+    # -- cases -------------------------------------------------------------
+
+    def create_case(
+        self,
+        title: str,
+        clinical_summary: str = "",
+        *,
+        network: str | None = None,
+        pseudonym: str | None = None,
+    ) -> Case:
+        body: dict[str, Any] = {"title": title, "clinical_summary": clinical_summary}
+        if network is not None:
+            body["network"] = network
+        if pseudonym is not None:
+            body["pseudonym"] = pseudonym
+        return _case(self._request("POST", "/cases", json=body))
+
+    def list_cases(self) -> list[Case]:
+        return [_case(d) for d in self._request("GET", "/cases")]
+
+    def cases_frame(self):  # noqa: ANN201 - pandas is optional at import time
+        """The caller's cases as a pandas DataFrame (one row per case)."""
+        import pandas as pd
+
+        rows = [
+            {
+                "id": c.id,
+                "title": c.title,
+                "status": c.status.value,
+                "owner": c.owner,
+                "hospital": c.hospital,
+                "network": c.network,
+                "created_at": c.created_at,
+                "updated_at": c.updated_at,
+            }
+            for c in self.list_cases()
+        ]
+        return pd.DataFrame(rows, columns=[
+            "id", "title", "status", "owner", "hospital", "network", "created_at", "updated_at"
+        ])
+
+    def get_case(self, case_id: str) -> Case:
+        return _case(self._request("GET", f"/cases/{quote(case_id, safe='')}"))
+
+    def update_case(
+        self, case_id: str, *, title: str | None = None, clinical_summary: str | None = None
+    ) -> Case:
+        body = {k: v for k, v in (("title", title), ("clinical_summary", clinical_summary)) if v is not None}
+        return _case(self._request("PATCH", f"/cases/{quote(case_id, safe='')}", json=body))
+
+    def find_by_pseudonym(self, pseudonym: str) -> list[Case]:
+        """Exact look-up; the pseudonym travels in the request body, not the URL."""
+        return [_case(d) for d in self._request("POST", "/cases/lookup", json={"pseudonym": pseudonym})]
+
+    # -- files -------------------------------------------------------------
+
+    def upload(
+        self,
+        case_id: str,
+        path: str | os.PathLike[str],
+        *,
+        media_type: str = "application/octet-stream",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> CaseFile:
+        """Stream a file into the case (encrypted by the store as it arrives)."""
+        path = Path(path)
+        total = path.stat().st_size
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            with path.open("rb") as fh:
+                while chunk := fh.read(_UPLOAD_CHUNK):
+                    sent += len(chunk)
+                    yield chunk
+                    if progress:
+                        progress(sent, total)
+
+        headers = {
+            "Content-Type": media_type,
+            "Content-Length": str(total),
+            "X-CPMS-Filename": quote(path.name, safe=""),
+        }
+        data = self._request(
+            "POST", f"/cases/{quote(case_id, safe='')}/files", content=body(), headers=headers
+        )
+        return _file(data)
+
+    def list_files(self, case_id: str) -> list[CaseFile]:
+        return [_file(d) for d in self._request("GET", f"/cases/{quote(case_id, safe='')}/files")]
+
+    def download(self, case_id: str, file_id: str, dest: str | os.PathLike[str]) -> Path:
+        dest = Path(dest)
+        url = f"/cases/{quote(case_id, safe='')}/files/{quote(file_id, safe='')}"
+        with self._http.stream("GET", url) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                self._raise_for(resp)
+            with dest.open("wb") as fh:
+                for chunk in resp.iter_bytes():
+                    fh.write(chunk)
+        return dest
+
+    # -- helpdesk and audit ------------------------------------------------
+
+    def list_accounts(self, status: str | None = None) -> list[Account]:
+        params = {"status": status} if status else None
+        return [_account(d) for d in self._request("GET", "/accounts", params=params)]
+
+    def account_action(self, name: str, verb: str) -> Account:
+        """``verb``: approve, reject, disable, enable or reset-mfa (helpdesk only)."""
+        return _account(self._request("POST", f"/accounts/{quote(name, safe='')}/{verb}"))
+
+    def audit(self, case_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if case_id:
+            params["case_id"] = case_id
+        return self._request("GET", "/audit", params=params)

@@ -1,0 +1,48 @@
+"""The CPMS domain: frozen dataclasses and enums, standard library only.
+
+Both sides of the trust boundary import this package: the hub side
+(store, policy, service) and the user side (``cpms_widgets``), which turns
+the service's JSON back into these objects.
+"""
+
+from .accounts import Account, AccountRequest, AccountStatus, validate_username
+from .audit import AuditEntry, AuditOutcome
+from .cases import Case, CaseDraft, CaseFile, CaseMember, CaseRef, CaseStatus
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    CpmsError,
+    IntegrityError,
+    KeyUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from .roles import MemberRole, Role
+
+__all__ = [
+    "Account",
+    "AccountRequest",
+    "AccountStatus",
+    "AuditEntry",
+    "AuditOutcome",
+    "AuthenticationError",
+    "Case",
+    "CaseDraft",
+    "CaseFile",
+    "CaseMember",
+    "CaseRef",
+    "CaseStatus",
+    "ConfigurationError",
+    "ConflictError",
+    "CpmsError",
+    "IntegrityError",
+    "KeyUnavailableError",
+    "MemberRole",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Role",
+    "ValidationError",
+    "validate_username",
+]

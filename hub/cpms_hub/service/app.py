@@ -1,0 +1,388 @@
+"""The case-store web service: JSON over HTTP under ``/services/cpms-store/api/v1``.
+
+The hub starts this service and routes ``/services/cpms-store/`` to it. Each
+request is authenticated (:mod:`.auth`), decided by :func:`cpms_hub.policy.decide`
+and carried out by the store, which writes the audit entry in the same
+transaction. Routes are synchronous functions (run in a thread pool) because
+the store is; only authentication, which waits on the hub, is async.
+
+Routes are listed in :data:`ROUTES_DOC` so that a test can check each one is
+documented in the README and present in the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Annotated
+from urllib.parse import unquote
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from cpms_hub.domain import (
+    Account,
+    Case,
+    CaseDraft,
+    CaseFile,
+    Role,
+    ValidationError,
+)
+from cpms_hub.hubapi import HubApi, HubApiError
+from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.state import State
+from cpms_hub.store import AuditContext, session_scope
+
+from .auth import XSRF_COOKIE, Authenticator
+from .errors import error_response, install_error_handlers
+from .models import (
+    AccountOut,
+    AuditOut,
+    CaseCreate,
+    CaseOut,
+    CaseUpdate,
+    ErrorOut,
+    FileOut,
+    MeOut,
+    MemberOut,
+    PseudonymLookup,
+)
+
+__all__ = ["create_app", "ROUTES_DOC"]
+
+log = logging.getLogger("cpms.store")
+
+#: every route of the API (method, path below the API root); the README documents each
+ROUTES_DOC: tuple[tuple[str, str], ...] = (
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+    ("GET", "/me"),
+    ("GET", "/cases"),
+    ("POST", "/cases"),
+    ("POST", "/cases/lookup"),
+    ("GET", "/cases/{case_id}"),
+    ("PATCH", "/cases/{case_id}"),
+    ("GET", "/cases/{case_id}/files"),
+    ("POST", "/cases/{case_id}/files"),
+    ("GET", "/cases/{case_id}/files/{file_id}"),
+    ("GET", "/accounts"),
+    ("POST", "/accounts/{name}/{verb}"),
+    ("GET", "/audit"),
+)
+
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 410, 413, 422)}
+_ACCOUNT_VERBS = ("approve", "reject", "disable", "enable", "reset-mfa")
+
+
+def _case_out(case: Case) -> dict:
+    return CaseOut(
+        id=case.id,
+        owner=case.owner,
+        hospital=case.hospital,
+        network=case.network,
+        status=case.status.value,
+        title=case.title,
+        clinical_summary=case.clinical_summary,
+        created_at=case.created_at,
+        updated_at=case.updated_at,
+        members=[MemberOut(user=m.user, role=m.role.value, added_at=m.added_at) for m in case.members],
+    ).model_dump(mode="json")
+
+
+def _file_out(f: CaseFile) -> dict:
+    return FileOut(**{k: getattr(f, k) for k in FileOut.model_fields}).model_dump(mode="json")
+
+
+def _account_out(a: Account) -> dict:
+    return AccountOut(
+        name=a.name,
+        email=a.email,
+        full_name=a.full_name,
+        hospital=a.hospital,
+        network=a.network,
+        roles=sorted(r.value for r in a.roles),
+        status=a.status.value,
+        mfa_enrolled=a.mfa_enrolled,
+        created_at=a.created_at,
+    ).model_dump(mode="json")
+
+
+async def current_actor(request: Request) -> Actor:
+    return await request.app.state.cpms_auth.actor(request)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+class _BodyLimit:
+    """Refuse bodies over the limit with 413 before reading them (pure ASGI)."""
+
+    def __init__(self, app, *, json_limit: int, file_limit: int) -> None:  # noqa: ANN001
+        self.app = app
+        self.json_limit = json_limit
+        self.file_limit = file_limit
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            limit = self.file_limit if scope["path"].endswith("/files") else self.json_limit
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                resp = error_response(
+                    413, "request body too large", [f"body: at most {limit} bytes accepted"]
+                )
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    state: State,
+    hub_auth,  # noqa: ANN001 - jupyterhub.services.auth.HubOAuth
+    *,
+    service_prefix: str = "/services/cpms-store/",
+    hub_api: HubApi | None = None,
+    max_file_bytes: int = 2 * 1024**3 + 1024**2,
+) -> FastAPI:
+    api_root = service_prefix + "api/v1"
+    app = FastAPI(
+        title="CPMS case store",
+        version="1",
+        openapi_url=api_root + "/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    auth = Authenticator(hub_auth, state.accounts, service_prefix=service_prefix)
+    app.state.cpms_auth = auth
+    store = state.cases
+    router = APIRouter(prefix=api_root, responses=_ERRORS)
+
+    def ctx_of(request: Request, actor: Actor) -> AuditContext:
+        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
+
+    def require(actor: Actor, action: Action, ctx: AuditContext) -> None:
+        decision = decide(actor, action)
+        if not decision.allowed:
+            store.record_denial(ctx, action.value, decision.reasons)
+
+    def policy(actor: Actor, action: Action):  # noqa: ANN202
+        return lambda ref: decide(actor, action, ref)
+
+    @router.get("/health", tags=["service"])
+    def health() -> dict:
+        """Liveness; needs no credentials and touches no data."""
+        return {"status": "ok"}
+
+    @router.get("/me", response_model=MeOut, tags=["service"])
+    def me(actor: ActorDep) -> dict:
+        return {
+            "name": actor.name,
+            "roles": sorted(r.value for r in actor.roles),
+            "hospital": actor.hospital,
+            "network": actor.network,
+            "scopes": sorted(actor.scopes),
+        }
+
+    @router.post("/cases", status_code=201, response_model=CaseOut, tags=["cases"])
+    def create_case(body: CaseCreate, request: Request, actor: ActorDep) -> dict:
+        ctx = ctx_of(request, actor)
+        require(actor, Action.CASE_CREATE, ctx)
+        draft = CaseDraft(body.title, body.clinical_summary, body.network)
+        case = store.create_case(
+            draft,
+            owner=actor.name,
+            hospital=actor.hospital,
+            network=actor.network,
+            ctx=ctx,
+            pseudonym=body.pseudonym,
+        )
+        return _case_out(case)
+
+    @router.get("/cases", response_model=list[CaseOut], tags=["cases"])
+    def list_cases(request: Request, actor: ActorDep) -> list[dict]:
+        ctx = ctx_of(request, actor)
+        require(actor, Action.CASE_LIST, ctx)
+        network = actor.network if Role.COORDINATOR in actor.roles else None
+        cases = store.list_cases(
+            user=actor.name, network=network, authorize=policy(actor, Action.CASE_READ), ctx=ctx
+        )
+        return [_case_out(c) for c in cases]
+
+    @router.post("/cases/lookup", response_model=list[CaseOut], tags=["cases"])
+    def lookup(body: PseudonymLookup, request: Request, actor: ActorDep) -> list[dict]:
+        """Exact look-up by pseudonym (in the body: pseudonyms never go in URLs)."""
+        ctx = ctx_of(request, actor)
+        require(actor, Action.CASE_LOOKUP, ctx)
+        found = store.lookup_pseudonym(
+            body.pseudonym, authorize=policy(actor, Action.CASE_READ), ctx=ctx
+        )
+        return [_case_out(c) for c in found]
+
+    @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
+    def read_case(case_id: str, request: Request, actor: ActorDep) -> dict:
+        case = store.read_case(
+            case_id, authorize=policy(actor, Action.CASE_READ), ctx=ctx_of(request, actor)
+        )
+        return _case_out(case)
+
+    @router.patch("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
+    def update_case(case_id: str, body: CaseUpdate, request: Request, actor: ActorDep) -> dict:
+        case = store.update_case(
+            case_id,
+            title=body.title,
+            clinical_summary=body.clinical_summary,
+            authorize=policy(actor, Action.CASE_UPDATE),
+            ctx=ctx_of(request, actor),
+        )
+        return _case_out(case)
+
+    @router.get("/cases/{case_id}/files", response_model=list[FileOut], tags=["files"])
+    def list_files(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
+        files = store.list_files(
+            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor)
+        )
+        return [_file_out(f) for f in files]
+
+    @router.post("/cases/{case_id}/files", status_code=201, response_model=FileOut, tags=["files"])
+    async def upload_file(
+        case_id: str,
+        request: Request,
+        actor: ActorDep,
+        x_cpms_filename: Annotated[str, Header(min_length=1, max_length=1024)],
+        content_type: Annotated[str, Header()] = "application/octet-stream",
+    ) -> dict:
+        """Stream the raw body into an encrypted blob; the name comes percent-encoded
+        in ``X-CPMS-Filename`` (file names may identify a patient: not in the URL)."""
+        name = unquote(x_cpms_filename)
+        stream = request.stream().__aiter__()
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                try:
+                    chunk = anyio.from_thread.run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+                if chunk:
+                    yield chunk
+
+        f = await run_in_threadpool(
+            store.add_file,
+            case_id,
+            chunks(),
+            name=name,
+            media_type=content_type.split(";")[0].strip() or "application/octet-stream",
+            max_size=max_file_bytes,
+            authorize=policy(actor, Action.FILE_WRITE),
+            ctx=ctx_of(request, actor),
+        )
+        return _file_out(f)
+
+    @router.get("/cases/{case_id}/files/{file_id}", tags=["files"])
+    def download_file(case_id: str, file_id: str, request: Request, actor: ActorDep):  # noqa: ANN201
+        meta, reader = store.open_file(
+            case_id, file_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor)
+        )
+
+        def body() -> Iterator[bytes]:
+            with reader:
+                while chunk := reader.read(1024 * 1024):
+                    yield chunk
+
+        return StreamingResponse(
+            body(),
+            media_type=meta.media_type,
+            headers={
+                "Content-Length": str(meta.size),
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Disposition": "attachment",
+            },
+        )
+
+    def _hub_sync(fn) -> None:  # noqa: ANN001
+        if hub_api is None:
+            return
+        try:
+            fn(hub_api)
+        except HubApiError as exc:
+            # the account table is authoritative and already changed; the hub catches up later
+            log.warning("hub not updated: %s", exc)
+
+    @router.get("/accounts", response_model=list[AccountOut], tags=["accounts"])
+    def list_accounts(
+        request: Request, actor: ActorDep, status: Annotated[str | None, Query()] = None
+    ) -> list[dict]:
+        require(actor, Action.ACCOUNT_MANAGE, ctx_of(request, actor))
+        accounts = state.accounts.list()
+        if status is not None:
+            accounts = [a for a in accounts if a.status.value == status]
+        return [_account_out(a) for a in accounts]
+
+    @router.post("/accounts/{name}/{verb}", response_model=AccountOut, tags=["accounts"])
+    def account_action(name: str, verb: str, request: Request, actor: ActorDep) -> dict:
+        ctx = ctx_of(request, actor)
+        require(actor, Action.ACCOUNT_MANAGE, ctx)
+        if verb not in _ACCOUNT_VERBS:
+            raise ValidationError("verb", f"must be one of {', '.join(_ACCOUNT_VERBS)}")
+        method = getattr(state.accounts, verb.replace("-", "_"))
+        account = method(name, by=actor.name)
+        if verb in ("approve", "enable"):
+            _hub_sync(lambda h: h.set_groups(name, account.roles))
+        elif verb == "disable":
+            _hub_sync(lambda h: h.revoke_everything(name))
+        return _account_out(account)
+
+    @router.get("/audit", response_model=list[AuditOut], tags=["audit"])
+    def audit(
+        request: Request,
+        actor: ActorDep,
+        case_id: Annotated[str | None, Query(max_length=36)] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    ) -> list[dict]:
+        require(actor, Action.AUDIT_READ, ctx_of(request, actor))
+        with session_scope(state.sessions) as s:
+            entries = state.audit.entries(s, case_id=case_id, limit=limit)
+        return [
+            AuditOut(**{k: getattr(e, k) for k in AuditOut.model_fields}).model_dump(mode="json")
+            for e in entries
+        ]
+
+    app.include_router(router)
+
+    @app.get(service_prefix + "oauth_login", include_in_schema=False)
+    def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name
+        url, cookie = auth.login_redirect(auth.safe_next(next))
+        resp = RedirectResponse(url, status_code=302)
+        resp.set_cookie(
+            "cpms-oauth-state", cookie, max_age=600, httponly=True, samesite="lax",
+            path=service_prefix,
+        )
+        return resp
+
+    @app.get(service_prefix + "oauth_callback", include_in_schema=False)
+    async def oauth_callback(request: Request, code: str = "", state: str = ""):  # noqa: ANN202
+        kept = request.cookies.get("cpms-oauth-state", "")
+        kept_state, _, next_url = kept.partition("|")
+        if not code or not state or not kept_state or kept_state != state:
+            return error_response(403, "OAuth state mismatch", ["restart the login"])
+        token = await hub_auth.token_for_code(code, sync=False)
+        resp = RedirectResponse(auth.safe_next(next_url), status_code=302)
+        resp.set_cookie(
+            hub_auth.cookie_name, token, httponly=True, samesite="lax", path=service_prefix
+        )
+        resp.set_cookie(XSRF_COOKIE, secrets.token_urlsafe(24), samesite="strict", path="/")
+        resp.delete_cookie("cpms-oauth-state", path=service_prefix)
+        return resp
+
+    @app.exception_handler(404)
+    async def _not_found(_: Request, __: Exception) -> JSONResponse:
+        return error_response(404, "not found", ["no such route"])
+
+    app.add_middleware(
+        _BodyLimit, json_limit=state.settings.max_body_bytes, file_limit=max_file_bytes
+    )
+    return app
+

@@ -1,0 +1,178 @@
+"""The audit trail: append-only, hash-chained, free of patient data.
+
+Each entry's hash is SHA-256 over a canonical JSON form of its fields and the
+previous entry's hash. Appends lock the single ``audit_head`` row
+(``SELECT … FOR UPDATE`` on PostgreSQL; SQLite transactions here already hold
+the write lock), so concurrent writers extend one chain instead of forking it.
+An entry is written in the same transaction as the change it records: a
+rolled-back change leaves no entry and an entry never describes a change that
+did not happen. Denied and failed requests get an entry of their own.
+
+:func:`verify_chain` recomputes every hash; an edited, deleted, inserted or
+reordered entry breaks the chain at a position it reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cpms_hub.domain import AuditEntry
+
+from .schema import AuditHeadRow, AuditRow
+
+__all__ = ["AuditTrail", "ChainReport", "entry_hash", "verify_chain"]
+
+GENESIS = "0" * 64
+
+
+def entry_hash(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    case_id: str | None,
+    client: str,
+    outcome: str,
+    detail: str,
+    prev_hash: str,
+) -> str:
+    canonical = json.dumps(
+        [seq, _utc_iso(at), actor, action, case_id, client, outcome, detail, prev_hash],
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def _utc_iso(at: datetime) -> str:
+    if at.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AuditTrail:
+    """Appends entries to the chain; one instance per store."""
+
+    def append(
+        self,
+        session: Session,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        client: str = "",
+        case_id: str | None = None,
+        detail: str = "",
+    ) -> AuditEntry:
+        head = session.scalars(
+            select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()
+        ).one()
+        # microsecond precision survives both backends, so hashes recompute exactly
+        at = datetime.now(UTC)
+        seq = head.seq + 1
+        digest = entry_hash(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            case_id=case_id,
+            client=client[:64],
+            outcome=outcome,
+            detail=detail,
+            prev_hash=head.hash,
+        )
+        session.add(
+            AuditRow(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                case_id=case_id,
+                client=client[:64],
+                outcome=outcome,
+                detail=detail,
+                prev_hash=head.hash,
+                hash=digest,
+            )
+        )
+        prev = head.hash
+        head.seq = seq
+        head.hash = digest
+        return AuditEntry(seq, at, actor, action, case_id, client[:64], outcome, detail, prev, digest)
+
+    def entries(
+        self, session: Session, *, case_id: str | None = None, limit: int = 1000
+    ) -> list[AuditEntry]:
+        stmt = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        if case_id is not None:
+            stmt = stmt.where(AuditRow.case_id == case_id)
+        return [_to_entry(r) for r in session.scalars(stmt)]
+
+
+def _to_entry(r: AuditRow) -> AuditEntry:
+    at = r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC)
+    return AuditEntry(
+        r.seq, at, r.actor, r.action, r.case_id, r.client, r.outcome, r.detail, r.prev_hash, r.hash
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    ok: bool
+    entries: int
+    problems: tuple[str, ...]
+
+
+def _iter_rows(session: Session, batch: int = 5000) -> Iterator[AuditRow]:
+    last = 0
+    while True:
+        rows = list(
+            session.scalars(
+                select(AuditRow).where(AuditRow.seq > last).order_by(AuditRow.seq).limit(batch)
+            )
+        )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Recompute the whole chain; report every break by sequence number."""
+    problems: list[str] = []
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    for r in _iter_rows(session):
+        count += 1
+        if r.seq != expected_seq:
+            problems.append(f"entry {expected_seq}: missing (next present is {r.seq})")
+        if r.prev_hash != prev:
+            problems.append(f"entry {r.seq}: does not follow the entry before it")
+        recomputed = entry_hash(
+            seq=r.seq,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            case_id=r.case_id,
+            client=r.client,
+            outcome=r.outcome,
+            detail=r.detail,
+            prev_hash=r.prev_hash,
+        )
+        if recomputed != r.hash:
+            problems.append(f"entry {r.seq}: content does not match its hash (edited)")
+        prev = r.hash
+        expected_seq = r.seq + 1
+    head = session.scalars(select(AuditHeadRow).where(AuditHeadRow.id == 1)).one_or_none()
+    if head is None or head.hash != prev or head.seq != expected_seq - 1:
+        problems.append("chain head does not match the last entry (entries removed at the end)")
+    return ChainReport(ok=not problems, entries=count, problems=tuple(problems))

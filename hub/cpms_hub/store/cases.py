@@ -1,0 +1,528 @@
+"""The case store: the only code that encrypts and decrypts case content.
+
+Every method is one transaction that also appends the audit entries for what
+it did. Policy stays outside (in the service): read and write methods take an
+``authorize`` callback that sees only a :class:`~cpms_hub.domain.CaseRef`
+(no clinical content) and returns a decision; a denial is audited and raised
+before anything is decrypted. Content fields are AEAD-encrypted under the
+case's own data key with associated data naming table, row, field and schema
+version; pseudonyms are also kept as blind indexes for exact look-ups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO, Protocol
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from cpms_hub.crypto import BlindIndex, FieldCipher
+from cpms_hub.crypto.segmented import DEFAULT_SEGMENT_SIZE, SegmentedReader, SegmentedWriter
+from cpms_hub.domain import (
+    Case,
+    CaseDraft,
+    CaseFile,
+    CaseMember,
+    CaseRef,
+    CaseStatus,
+    MemberRole,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from cpms_hub.domain.audit import AuditOutcome
+
+from .audit import AuditTrail
+from .blobs import LocalBlobBackend
+from .database import session_scope
+from .keys import DataKeys, case_key_id
+from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow
+
+__all__ = ["CaseStore", "AuditContext", "Verdict"]
+
+
+class Verdict(Protocol):
+    """What an ``authorize`` callback returns (a policy Decision fits)."""
+
+    allowed: bool
+    reasons: tuple[str, ...]
+
+
+Authorize = Callable[[CaseRef], Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """Who is acting and from where, for the audit trail."""
+
+    actor: str
+    client: str = ""
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _ref(row: CaseRow) -> CaseRef:
+    return CaseRef(
+        id=row.id,
+        owner=row.owner,
+        hospital=row.hospital,
+        network=row.network,
+        status=CaseStatus(row.status),
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+        members=tuple(
+            CaseMember(m.user, MemberRole(m.role), _utc(m.added_at))
+            for m in sorted(row.members, key=lambda m: (m.added_at, m.user))
+        ),
+    )
+
+
+class CaseStore:
+    """Cases, their files and their keys, over one database and one blob backend."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        data_keys: DataKeys,
+        blind_index: BlindIndex,
+        blobs: LocalBlobBackend,
+        audit: AuditTrail,
+    ) -> None:
+        self.sessions = session_factory
+        self.keys = data_keys
+        self.blind_index = blind_index
+        self.blobs = blobs
+        self.audit = audit
+
+    # -- helpers -----------------------------------------------------------
+
+    def _cipher(self, session: Session, case_id: str) -> FieldCipher:
+        return self.keys.cipher(session, case_key_id(case_id))
+
+    def _decrypt_case(self, session: Session, row: CaseRow) -> Case:
+        cipher = self._cipher(session, row.id)
+        ref = _ref(row)
+        ad = {"table": "cases", "row_id": row.id, "schema_version": row.schema_version}
+        return Case(
+            id=ref.id,
+            owner=ref.owner,
+            hospital=ref.hospital,
+            network=ref.network,
+            status=ref.status,
+            title=cipher.decrypt_text(row.title_enc, field="title", **ad),
+            clinical_summary=cipher.decrypt_text(row.summary_enc, field="summary", **ad),
+            created_at=ref.created_at,
+            updated_at=ref.updated_at,
+            members=ref.members,
+        )
+
+    def _row(self, session: Session, case_id: str) -> CaseRow:
+        row = session.get(CaseRow, case_id) if _is_uuid(case_id) else None
+        if row is None:
+            raise NotFoundError("no such case")
+        return row
+
+    def _check(
+        self,
+        session: Session,
+        row: CaseRow,
+        authorize: Authorize,
+        ctx: AuditContext,
+        action: str,
+    ) -> CaseRef:
+        ref = _ref(row)
+        verdict = authorize(ref)
+        if not verdict.allowed:
+            self._deny(ctx, action, row.id, verdict.reasons)
+        return ref
+
+    def _deny(
+        self, ctx: AuditContext, action: str, case_id: str | None, reasons: tuple[str, ...]
+    ) -> None:
+        # a fresh transaction: the caller's one is rolled back by the raise
+        with session_scope(self.sessions) as s:
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action=action,
+                outcome=AuditOutcome.DENIED,
+                client=ctx.client,
+                case_id=case_id,
+                detail="; ".join(reasons)[:500],
+            )
+        raise PermissionDeniedError("not allowed", reasons=reasons)
+
+    def record_denial(
+        self, ctx: AuditContext, action: str, reasons: tuple[str, ...], case_id: str | None = None
+    ) -> None:
+        """Audit a request refused before it reached a case, then raise."""
+        self._deny(ctx, action, case_id, reasons)
+
+    # -- cases -------------------------------------------------------------
+
+    def create_case(
+        self,
+        draft: CaseDraft,
+        *,
+        owner: str,
+        hospital: str,
+        network: str,
+        ctx: AuditContext,
+        pseudonym: str | None = None,
+    ) -> Case:
+        if pseudonym is not None and (not pseudonym.strip() or len(pseudonym) > 128):
+            raise ValidationError("pseudonym", "must be 1-128 characters")
+        case_id = str(uuid.uuid4())
+        now = datetime.now(UTC)
+        with session_scope(self.sessions) as s:
+            cipher = FieldCipher(self.keys.create(s, case_key_id(case_id)))
+            ad = {"table": "cases", "row_id": case_id, "schema_version": SCHEMA_VERSION}
+            row = CaseRow(
+                id=case_id,
+                owner=owner,
+                hospital=hospital,
+                network=draft.network or network,
+                status=CaseStatus.DRAFT.value,
+                title_enc=cipher.encrypt(draft.title, field="title", **ad),
+                summary_enc=cipher.encrypt(draft.clinical_summary, field="summary", **ad),
+                pseudonym_enc=(
+                    cipher.encrypt(pseudonym, field="pseudonym", **ad) if pseudonym else None
+                ),
+                pseudonym_bidx=(
+                    self.blind_index.compute(pseudonym, purpose="pseudonym") if pseudonym else None
+                ),
+                schema_version=SCHEMA_VERSION,
+                created_at=now,
+                updated_at=now,
+            )
+            row.members.append(
+                CaseMemberRow(case_id=case_id, user=owner, role=MemberRole.OWNER, added_at=now)
+            )
+            s.add(row)
+            s.flush()
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.create",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            return self._decrypt_case(s, row)
+
+    def read_case(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> Case:
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "case.read")
+            case = self._decrypt_case(s, row)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.read",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            return case
+
+    def list_cases(
+        self, *, user: str, network: str | None, authorize: Authorize, ctx: AuditContext
+    ) -> list[Case]:
+        """Cases ``user`` is a member of (and of ``network``, for coordinators) that pass."""
+        with session_scope(self.sessions) as s:
+            member_ids = select(CaseMemberRow.case_id).where(CaseMemberRow.user == user)
+            cond = CaseRow.id.in_(member_ids)
+            if network is not None:
+                cond = or_(cond, CaseRow.network == network)
+            rows = s.scalars(select(CaseRow).where(cond).order_by(CaseRow.created_at)).all()
+            cases = []
+            for row in rows:
+                if not authorize(_ref(row)).allowed:
+                    continue
+                cases.append(self._decrypt_case(s, row))
+                self.audit.append(
+                    s,
+                    actor=ctx.actor,
+                    action="case.list",
+                    outcome=AuditOutcome.ALLOWED,
+                    client=ctx.client,
+                    case_id=row.id,
+                )
+            return cases
+
+    def lookup_pseudonym(
+        self, pseudonym: str, *, authorize: Authorize, ctx: AuditContext
+    ) -> list[Case]:
+        """Exact look-up by patient pseudonym through its blind index."""
+        if not isinstance(pseudonym, str) or not pseudonym.strip():
+            raise ValidationError("pseudonym", "must not be empty")
+        bidx = self.blind_index.compute(pseudonym, purpose="pseudonym")
+        with session_scope(self.sessions) as s:
+            rows = s.scalars(select(CaseRow).where(CaseRow.pseudonym_bidx == bidx)).all()
+            found = []
+            for row in rows:
+                if authorize(_ref(row)).allowed:
+                    found.append(self._decrypt_case(s, row))
+                    self.audit.append(
+                        s,
+                        actor=ctx.actor,
+                        action="case.lookup",
+                        outcome=AuditOutcome.ALLOWED,
+                        client=ctx.client,
+                        case_id=row.id,
+                    )
+            return found
+
+    def update_case(
+        self,
+        case_id: str,
+        *,
+        title: str | None = None,
+        clinical_summary: str | None = None,
+        authorize: Authorize,
+        ctx: AuditContext,
+    ) -> Case:
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "case.update")
+            current = self._decrypt_case(s, row)
+            draft = CaseDraft(
+                title=current.title if title is None else title,
+                clinical_summary=(
+                    current.clinical_summary if clinical_summary is None else clinical_summary
+                ),
+            )
+            cipher = self._cipher(s, case_id)
+            ad = {"table": "cases", "row_id": case_id, "schema_version": row.schema_version}
+            row.title_enc = cipher.encrypt(draft.title, field="title", **ad)
+            row.summary_enc = cipher.encrypt(draft.clinical_summary, field="summary", **ad)
+            row.updated_at = datetime.now(UTC)
+            fields = [n for n, v in (("title", title), ("summary", clinical_summary)) if v]
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.update",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail="fields=" + ",".join(fields),
+            )
+            s.flush()
+            return self._decrypt_case(s, row)
+
+    def add_member(self, case_id: str, user: str, role: MemberRole, *, ctx: AuditContext) -> CaseRef:
+        """Add ``user`` to the case (operators and seeding; panels build on this)."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            if any(m.user == user for m in row.members):
+                raise ValidationError("user", "is already a member of the case")
+            row.members.append(
+                CaseMemberRow(
+                    case_id=case_id, user=user, role=role.value, added_at=datetime.now(UTC)
+                )
+            )
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.member.add",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"user={user} role={role.value}",
+            )
+            s.flush()
+            return _ref(row)
+
+    def set_status(self, case_id: str, status: CaseStatus, *, ctx: AuditContext) -> CaseRef:
+        """Set the status without lifecycle checks (operators and seeding only)."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            previous = row.status
+            row.status = status.value
+            row.updated_at = datetime.now(UTC)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.status",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"{previous}->{status.value}",
+            )
+            s.flush()
+            return _ref(row)
+
+    def case_ref(self, case_id: str) -> CaseRef:
+        with session_scope(self.sessions) as s:
+            return _ref(self._row(s, case_id))
+
+    # -- files -------------------------------------------------------------
+
+    def add_file(
+        self,
+        case_id: str,
+        chunks: Iterator[bytes],
+        *,
+        name: str,
+        media_type: str,
+        max_size: int,
+        authorize: Authorize,
+        ctx: AuditContext,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> CaseFile:
+        """Stream ``chunks`` into an encrypted blob; nothing is kept if anything fails."""
+        if not name or len(name) > 255 or "/" in name or "\x00" in name:
+            raise ValidationError("name", "must be a file name of 1-255 characters")
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "file.write")
+            data_key = self.keys.get(s, case_key_id(case_id))
+        blob_id = str(uuid.uuid4())
+        digest = hashlib.sha256()
+        size = 0
+        with self.blobs.writer(blob_id) as fh:
+            writer = SegmentedWriter(data_key, fh, blob_id=blob_id, segment_size=segment_size)
+            for chunk in chunks:
+                size += len(chunk)
+                if size > max_size:
+                    raise ValidationError("file", f"is larger than {max_size} bytes")
+                digest.update(chunk)
+                writer.write(chunk)
+            writer.close()
+        if size == 0:
+            self.blobs.delete(blob_id)
+            raise ValidationError("file", "is empty")
+        now = datetime.now(UTC)
+        try:
+            with session_scope(self.sessions) as s:
+                cipher = self._cipher(s, case_id)
+                ad = {"table": "blobs", "row_id": blob_id}
+                s.add(
+                    BlobRow(
+                        id=blob_id,
+                        case_id=case_id,
+                        name_enc=cipher.encrypt(name, field="name", **ad),
+                        media_type=media_type[:100],
+                        size=size,
+                        stored_size=self.blobs.size(blob_id),
+                        segment_size=segment_size,
+                        sha256_enc=cipher.encrypt(digest.hexdigest(), field="sha256", **ad),
+                        created_by=ctx.actor,
+                        created_at=now,
+                    )
+                )
+                self.audit.append(
+                    s,
+                    actor=ctx.actor,
+                    action="file.write",
+                    outcome=AuditOutcome.ALLOWED,
+                    client=ctx.client,
+                    case_id=case_id,
+                    detail=f"file={blob_id} bytes={size}",
+                )
+        except BaseException:
+            self.blobs.delete(blob_id)
+            raise
+        return CaseFile(blob_id, case_id, name, media_type, size, digest.hexdigest(), ctx.actor, now)
+
+    def _file(self, s: Session, row: BlobRow) -> CaseFile:
+        cipher = self._cipher(s, row.case_id)
+        ad = {"table": "blobs", "row_id": row.id}
+        return CaseFile(
+            id=row.id,
+            case_id=row.case_id,
+            name=cipher.decrypt_text(row.name_enc, field="name", **ad),
+            media_type=row.media_type,
+            size=row.size,
+            sha256=cipher.decrypt_text(row.sha256_enc, field="sha256", **ad),
+            created_by=row.created_by,
+            created_at=_utc(row.created_at),
+        )
+
+    def list_files(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> list[CaseFile]:
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "file.list")
+            rows = s.scalars(
+                select(BlobRow).where(BlobRow.case_id == case_id).order_by(BlobRow.created_at)
+            ).all()
+            files = [self._file(s, r) for r in rows]
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="file.list",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            return files
+
+    def open_file(
+        self, case_id: str, file_id: str, *, authorize: Authorize, ctx: AuditContext
+    ) -> tuple[CaseFile, SegmentedReader]:
+        """Metadata and a random-access reader over the decrypted bytes (caller closes)."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "file.read")
+            blob = s.get(BlobRow, file_id) if _is_uuid(file_id) else None
+            if blob is None or blob.case_id != case_id:
+                raise NotFoundError("no such file in this case")
+            meta = self._file(s, blob)
+            key = self.keys.get(s, case_key_id(case_id))
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="file.read",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"file={file_id}",
+            )
+        fh = self.blobs.open(file_id)
+        try:
+            return meta, SegmentedReader(key, fh, blob_id=file_id)
+        except BaseException:
+            fh.close()
+            raise
+
+    # -- erasure and keys --------------------------------------------------
+
+    def erase_case(self, case_id: str, *, ctx: AuditContext) -> int:
+        """GDPR Art. 17 by crypto-shredding: key first, then rows and blobs.
+
+        Returns the number of blobs removed. The audit entries of the case stay;
+        they hold no patient data.
+        """
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            blob_ids = list(s.scalars(select(BlobRow.id).where(BlobRow.case_id == case_id)))
+            self.keys.destroy(s, case_key_id(case_id))
+            s.execute(delete(BlobRow).where(BlobRow.case_id == case_id))
+            s.delete(row)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.erase",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"blobs={len(blob_ids)}",
+            )
+        # the key is gone, so what remains on disk is already unreadable
+        for blob_id in blob_ids:
+            self.blobs.delete(blob_id)
+        return len(blob_ids)
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
