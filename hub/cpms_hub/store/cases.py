@@ -140,13 +140,23 @@ class CaseStore:
         ref = _ref(row)
         verdict = authorize(ref)
         if not verdict.allowed:
-            self._deny(ctx, action, row.id, verdict.reasons)
+            # audit in this same transaction: a second one would wait on our own write lock
+            self.audit.append(
+                session,
+                actor=ctx.actor,
+                action=action,
+                outcome=AuditOutcome.DENIED,
+                client=ctx.client,
+                case_id=row.id,
+                detail="; ".join(verdict.reasons)[:500],
+            )
+            session.commit()
+            raise PermissionDeniedError("not allowed", reasons=tuple(verdict.reasons))
         return ref
 
     def _deny(
         self, ctx: AuditContext, action: str, case_id: str | None, reasons: tuple[str, ...]
     ) -> None:
-        # a fresh transaction: the caller's one is rolled back by the raise
         with session_scope(self.sessions) as s:
             self.audit.append(
                 s,
