@@ -63,9 +63,7 @@ c.JupyterHub.load_groups = {
     role.value: {"users": [a.name for a in _accounts if a.is_active and role in a.roles]}
     for role in Role
 }
-c.Authenticator.blocked_users = {
-    a.name for a in _accounts if a.status is AccountStatus.DISABLED
-}
+c.Authenticator.blocked_users = {a.name for a in _accounts if a.status is AccountStatus.DISABLED}
 
 # -- user servers --------------------------------------------------------------
 c.Spawner.cmd = [str(Path(sys.executable).with_name("jupyterhub-singleuser"))]

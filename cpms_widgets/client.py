@@ -223,9 +223,19 @@ class CaseStoreClient:
             }
             for c in self.list_cases()
         ]
-        return pd.DataFrame(rows, columns=[
-            "id", "title", "status", "owner", "hospital", "network", "created_at", "updated_at"
-        ])
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "id",
+                "title",
+                "status",
+                "owner",
+                "hospital",
+                "network",
+                "created_at",
+                "updated_at",
+            ],
+        )
 
     def get_case(self, case_id: str) -> Case:
         return _case(self._request("GET", f"/cases/{quote(case_id, safe='')}"))
@@ -233,12 +243,18 @@ class CaseStoreClient:
     def update_case(
         self, case_id: str, *, title: str | None = None, clinical_summary: str | None = None
     ) -> Case:
-        body = {k: v for k, v in (("title", title), ("clinical_summary", clinical_summary)) if v is not None}
+        body = {
+            k: v
+            for k, v in (("title", title), ("clinical_summary", clinical_summary))
+            if v is not None
+        }
         return _case(self._request("PATCH", f"/cases/{quote(case_id, safe='')}", json=body))
 
     def find_by_pseudonym(self, pseudonym: str) -> list[Case]:
         """Exact look-up; the pseudonym travels in the request body, not the URL."""
-        return [_case(d) for d in self._request("POST", "/cases/lookup", json={"pseudonym": pseudonym})]
+        return [
+            _case(d) for d in self._request("POST", "/cases/lookup", json={"pseudonym": pseudonym})
+        ]
 
     # -- files -------------------------------------------------------------
 

@@ -142,7 +142,11 @@ class Deployment:
         state = self.open_state()
         try:
             req = AccountRequest(
-                name, f"{name}@example.org", name.title(), hospital, network,
+                name,
+                f"{name}@example.org",
+                name.title(),
+                hospital,
+                network,
                 frozenset(Role(r) for r in roles),
             )
             state.accounts.create_active(

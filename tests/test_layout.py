@@ -32,8 +32,12 @@ def _imports(path: Path) -> set[str]:
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the package
-                rel = path.relative_to(REPO / "hub") if HUB in path.parents else path.relative_to(
-                    REPO / ("extensions" if "extensions" in path.parts else "")
+                rel = (
+                    path.relative_to(REPO / "hub")
+                    if HUB in path.parents
+                    else path.relative_to(
+                        REPO / ("extensions" if "extensions" in path.parts else "")
+                    )
                 )
                 base = rel.with_suffix("").parts[: -node.level]
                 found.add(".".join((*base, node.module or "")).rstrip("."))
@@ -65,8 +69,10 @@ def test_policy_imports_only_domain(path: Path) -> None:
 def test_crypto_imports_only_cryptography(path: Path) -> None:
     for name in _imports(path):
         top = name.split(".")[0]
-        ok = top in STDLIB or top == "cryptography" or name.startswith(
-            ("cpms_hub.crypto", "cpms_hub.domain.errors")
+        ok = (
+            top in STDLIB
+            or top == "cryptography"
+            or name.startswith(("cpms_hub.crypto", "cpms_hub.domain.errors"))
         )
         assert ok, f"{path.name} imports {name}"
 

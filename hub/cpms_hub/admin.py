@@ -67,8 +67,10 @@ def _sync(settings: CpmsSettings, what: str, fn) -> None:  # noqa: ANN001
     try:
         fn(hub)
     except HubApiError as exc:
-        print(f"note: hub not updated ({what}): {exc}; it reloads groups at its next start",
-              file=sys.stderr)
+        print(
+            f"note: hub not updated ({what}): {exc}; it reloads groups at its next start",
+            file=sys.stderr,
+        )
     finally:
         hub.close()
 
@@ -97,12 +99,22 @@ def cmd_account(args: argparse.Namespace, settings: CpmsSettings) -> int:
         elif args.verb == "list":
             accounts = reg.list()
             if args.json:
-                print(json.dumps([
-                    {"name": a.name, "roles": sorted(r.value for r in a.roles),
-                     "hospital": a.hospital, "network": a.network, "status": a.status.value,
-                     "mfa_enrolled": a.mfa_enrolled}
-                    for a in accounts
-                ], indent=2))
+                print(
+                    json.dumps(
+                        [
+                            {
+                                "name": a.name,
+                                "roles": sorted(r.value for r in a.roles),
+                                "hospital": a.hospital,
+                                "network": a.network,
+                                "status": a.status.value,
+                                "mfa_enrolled": a.mfa_enrolled,
+                            }
+                            for a in accounts
+                        ],
+                        indent=2,
+                    )
+                )
             else:
                 for a in accounts:
                     roles = ",".join(sorted(r.value for r in a.roles))
@@ -145,7 +157,9 @@ def cmd_token(args: argparse.Namespace, settings: CpmsSettings) -> int:
     try:
         hub.set_groups(account.name, account.roles)
         token = hub.new_token(
-            account.name, note=args.note, scopes=scopes_for(account.roles),
+            account.name,
+            note=args.note,
+            scopes=scopes_for(account.roles),
             expires_in=args.expires_in,
         )
     except HubApiError as exc:
@@ -214,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     acc = sub.add_parser("account", help="manage accounts")
     acc_sub = acc.add_subparsers(dest="verb", required=True)
     for verb in ("request", "create"):
-        a = acc_sub.add_parser(verb, help=f"{verb} an account" + (
-            " (active at once: demo and operators)" if verb == "create" else ""))
+        a = acc_sub.add_parser(
+            verb,
+            help=f"{verb} an account"
+            + (" (active at once: demo and operators)" if verb == "create" else ""),
+        )
         a.add_argument("name")
         a.add_argument("--email", required=True)
         a.add_argument("--full-name", required=True)

@@ -20,32 +20,87 @@ NETWORK = "ERN-ITHACA"
 
 #: name, full name, hospital, network, roles, what they stand for
 DEMO_ACCOUNTS: tuple[tuple[str, str, str, str, tuple[Role, ...], str], ...] = (
-    ("dr-mercier", "Claire Mercier", "Hôpital Universitaire de Lyon", NETWORK,
-     (Role.CLINICIAN,), "clinician (case owner)"),
-    ("dr-kowalski", "Piotr Kowalski", "Szpital Kliniczny Warszawa", NETWORK,
-     (Role.CLINICIAN,), "clinician at another hospital"),
-    ("prof-rossi", "Giulia Rossi", "Ospedale Pediatrico Roma", NETWORK,
-     (Role.PANEL_MEMBER,), "panel member (expert)"),
-    ("coord-jansen", "Eva Jansen", "Radboudumc Nijmegen", NETWORK,
-     (Role.COORDINATOR,), "network coordinator"),
-    ("ds-novak", "Jan Novák", "Masaryk University Brno", NETWORK,
-     (Role.DATA_SCIENTIST,), "data scientist"),
-    ("helpdesk", "Network Helpdesk", "ERN Coordination Office", NETWORK,
-     (Role.HELPDESK,), "helpdesk"),
-    ("dpo-auditor", "Data Protection Officer", "ERN Coordination Office", NETWORK,
-     (Role.AUDITOR,), "auditor / data protection officer"),
+    (
+        "dr-mercier",
+        "Claire Mercier",
+        "Hôpital Universitaire de Lyon",
+        NETWORK,
+        (Role.CLINICIAN,),
+        "clinician (case owner)",
+    ),
+    (
+        "dr-kowalski",
+        "Piotr Kowalski",
+        "Szpital Kliniczny Warszawa",
+        NETWORK,
+        (Role.CLINICIAN,),
+        "clinician at another hospital",
+    ),
+    (
+        "prof-rossi",
+        "Giulia Rossi",
+        "Ospedale Pediatrico Roma",
+        NETWORK,
+        (Role.PANEL_MEMBER,),
+        "panel member (expert)",
+    ),
+    (
+        "coord-jansen",
+        "Eva Jansen",
+        "Radboudumc Nijmegen",
+        NETWORK,
+        (Role.COORDINATOR,),
+        "network coordinator",
+    ),
+    (
+        "ds-novak",
+        "Jan Novák",
+        "Masaryk University Brno",
+        NETWORK,
+        (Role.DATA_SCIENTIST,),
+        "data scientist",
+    ),
+    (
+        "helpdesk",
+        "Network Helpdesk",
+        "ERN Coordination Office",
+        NETWORK,
+        (Role.HELPDESK,),
+        "helpdesk",
+    ),
+    (
+        "dpo-auditor",
+        "Data Protection Officer",
+        "ERN Coordination Office",
+        NETWORK,
+        (Role.AUDITOR,),
+        "auditor / data protection officer",
+    ),
 )
 
 _CASES = (
-    ("dr-mercier", "Boy, 6, progressive ataxia and ocular telangiectasia",
-     "Onset of gait instability at 2 years; recurrent sino-pulmonary infections. Raised AFP. "
-     "Question: confirm suspected ataxia-telangiectasia and advise on surveillance.",
-     CaseStatus.SUBMITTED, "ITH-0001"),
-    ("dr-mercier", "Girl, 11 months, infantile spasms and hypopigmented macules",
-     "Draft, history being completed.", CaseStatus.DRAFT, "ITH-0002"),
-    ("dr-kowalski", "Adolescent with short stature and skeletal dysplasia",
-     "Disproportionate short stature; radiographs attached later. Question: diagnosis?",
-     CaseStatus.SUBMITTED, "WAW-0107"),
+    (
+        "dr-mercier",
+        "Boy, 6, progressive ataxia and ocular telangiectasia",
+        "Onset of gait instability at 2 years; recurrent sino-pulmonary infections. Raised AFP. "
+        "Question: confirm suspected ataxia-telangiectasia and advise on surveillance.",
+        CaseStatus.SUBMITTED,
+        "ITH-0001",
+    ),
+    (
+        "dr-mercier",
+        "Girl, 11 months, infantile spasms and hypopigmented macules",
+        "Draft, history being completed.",
+        CaseStatus.DRAFT,
+        "ITH-0002",
+    ),
+    (
+        "dr-kowalski",
+        "Adolescent with short stature and skeletal dysplasia",
+        "Disproportionate short stature; radiographs attached later. Question: diagnosis?",
+        CaseStatus.SUBMITTED,
+        "WAW-0107",
+    ),
 )
 
 
@@ -63,7 +118,9 @@ def seed(state: State, *, quiet: bool = True) -> None:
         except NotFoundError:
             pass
         req = AccountRequest(name, f"{name}@example.org", full, hospital, network, frozenset(roles))
-        reg.create_active(req, demo_password(name), by="cpms-admin", totp_secret=pyotp.random_base32())
+        reg.create_active(
+            req, demo_password(name), by="cpms-admin", totp_secret=pyotp.random_base32()
+        )
         created.append(name)
     ctx = AuditContext(actor="cpms-admin", client="demo-seed")
     if created and "dr-mercier" in created:

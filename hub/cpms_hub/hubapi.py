@@ -38,7 +38,9 @@ class HubApi:
         try:
             resp = self._client.request(method, f"{self.api_url}{path}", **kwargs)
         except httpx.HTTPError as exc:
-            raise HubApiError(f"hub unreachable for {method} {path}: {type(exc).__name__}") from None
+            raise HubApiError(
+                f"hub unreachable for {method} {path}: {type(exc).__name__}"
+            ) from None
         if resp.status_code >= 400 and resp.status_code != 404:
             raise HubApiError(f"hub answered {resp.status_code} to {method} {path}")
         return resp

@@ -47,8 +47,16 @@ class SystemUserSpawner(LocalProcessSpawner):
         except KeyError:
             home = Path(self.home_root) / name
             subprocess.run(
-                ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/bash",
-                 "--user-group", name],
+                [
+                    "useradd",
+                    "--create-home",
+                    "--home-dir",
+                    str(home),
+                    "--shell",
+                    "/bin/bash",
+                    "--user-group",
+                    name,
+                ],
                 check=True,
                 capture_output=True,
             )

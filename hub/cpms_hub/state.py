@@ -100,9 +100,7 @@ def init_state(settings: CpmsSettings | None = None) -> State:
 def open_state(settings: CpmsSettings | None = None) -> State:
     settings = settings or CpmsSettings()
     if not Path(settings.key_file).exists():
-        raise ConfigurationError(
-            f"no key file at {settings.key_file}: run `cpms-admin init` first"
-        )
+        raise ConfigurationError(f"no key file at {settings.key_file}: run `cpms-admin init` first")
     keyring = Keyring.load(settings.key_file)
     engine = make_engine(settings.db_url)
     sessions = make_session_factory(engine)

@@ -41,7 +41,7 @@ def _assert_error_shape(resp: httpx.Response, status: int) -> dict:
     ("payload", "status", "mentions"),
     [
         (b'{"title": "x", ', 400, "JSON"),
-        (b'[1, 2, 3]', 422, "body"),
+        (b"[1, 2, 3]", 422, "body"),
         (b'{"title": "ok", "colour": "blue"}', 422, "colour: unknown field"),
         (b'{"title": 12}', 422, "title"),
         (b'{"clinical_summary": "no title"}', 422, "title: is required"),
@@ -109,8 +109,11 @@ def test_case_round_trip_and_file_download(deployment, tokens) -> None:
     h = _h(tokens["clin-a"])
     created = httpx.post(
         f"{deployment.api}/cases",
-        json={"title": f"{MARKER} title", "clinical_summary": f"{MARKER} summary",
-              "pseudonym": f"{MARKER}-P"},
+        json={
+            "title": f"{MARKER} title",
+            "clinical_summary": f"{MARKER} summary",
+            "pseudonym": f"{MARKER}-P",
+        },
         headers=h,
         trust_env=False,
     )

@@ -138,5 +138,6 @@ def test_listing_is_filtered(deployment, tokens, cases) -> None:
     # the coordinator sees the submitted case of the network, not the draft
     assert cases["A"] in coord and cases["B"] not in coord
     assert _call(deployment, tokens["coord-x"], "list", None).json() == [] or not (
-        {cases["A"], cases["B"]} & {c["id"] for c in _call(deployment, tokens["coord-x"], "list", None).json()}
+        {cases["A"], cases["B"]}
+        & {c["id"] for c in _call(deployment, tokens["coord-x"], "list", None).json()}
     )

@@ -27,7 +27,8 @@ _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def validate_username(name: str) -> str:
     if not isinstance(name, str) or not USERNAME_PATTERN.match(name):
         raise ValidationError(
-            "name", "must be 2-31 characters: lower-case letters, digits, '-', starting with a letter"
+            "name",
+            "must be 2-31 characters: lower-case letters, digits, '-', starting with a letter",
         )
     return name
 

@@ -20,7 +20,9 @@ from .app import create_app
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s"
+    )
     settings = CpmsSettings()
     state = open_state(settings)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/cpms-store/")

@@ -46,8 +46,8 @@ from .models import (
     CaseUpdate,
     ErrorOut,
     FileOut,
-    MeOut,
     MemberOut,
+    MeOut,
     PseudonymLookup,
 )
 
@@ -88,7 +88,9 @@ def _case_out(case: Case) -> dict:
         clinical_summary=case.clinical_summary,
         created_at=case.created_at,
         updated_at=case.updated_at,
-        members=[MemberOut(user=m.user, role=m.role.value, added_at=m.added_at) for m in case.members],
+        members=[
+            MemberOut(user=m.user, role=m.role.value, added_at=m.added_at) for m in case.members
+        ],
     ).model_dump(mode="json")
 
 
@@ -357,7 +359,11 @@ def create_app(
         url, cookie = auth.login_redirect(auth.safe_next(next))
         resp = RedirectResponse(url, status_code=302)
         resp.set_cookie(
-            "cpms-oauth-state", cookie, max_age=600, httponly=True, samesite="lax",
+            "cpms-oauth-state",
+            cookie,
+            max_age=600,
+            httponly=True,
+            samesite="lax",
             path=service_prefix,
         )
         return resp
@@ -385,4 +391,3 @@ def create_app(
         _BodyLimit, json_limit=state.settings.max_body_bytes, file_limit=max_file_bytes
     )
     return app
-

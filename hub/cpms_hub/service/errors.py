@@ -44,7 +44,9 @@ ERROR_STATUS: dict[type[CpmsError], tuple[int, str]] = {
 }
 
 
-def error_response(status: int, error: str, reasons: list[str] | tuple[str, ...] = ()) -> JSONResponse:
+def error_response(
+    status: int, error: str, reasons: list[str] | tuple[str, ...] = ()
+) -> JSONResponse:
     headers = {"WWW-Authenticate": 'token realm="cpms-store"'} if status == 401 else None
     return JSONResponse(
         {"status": status, "error": error, "reasons": list(reasons)},

@@ -106,7 +106,9 @@ class AuditTrail:
         prev = head.hash
         head.seq = seq
         head.hash = digest
-        return AuditEntry(seq, at, actor, action, case_id, client[:64], outcome, detail, prev, digest)
+        return AuditEntry(
+            seq, at, actor, action, case_id, client[:64], outcome, detail, prev, digest
+        )
 
     def entries(
         self, session: Session, *, case_id: str | None = None, limit: int = 1000

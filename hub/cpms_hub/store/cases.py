@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -327,7 +327,9 @@ class CaseStore:
             s.flush()
             return self._decrypt_case(s, row)
 
-    def add_member(self, case_id: str, user: str, role: MemberRole, *, ctx: AuditContext) -> CaseRef:
+    def add_member(
+        self, case_id: str, user: str, role: MemberRole, *, ctx: AuditContext
+    ) -> CaseRef:
         """Add ``user`` to the case (operators and seeding; panels build on this)."""
         with session_scope(self.sessions) as s:
             row = self._row(s, case_id)
@@ -440,7 +442,9 @@ class CaseStore:
         except BaseException:
             self.blobs.delete(blob_id)
             raise
-        return CaseFile(blob_id, case_id, name, media_type, size, digest.hexdigest(), ctx.actor, now)
+        return CaseFile(
+            blob_id, case_id, name, media_type, size, digest.hexdigest(), ctx.actor, now
+        )
 
     def _file(self, s: Session, row: BlobRow) -> CaseFile:
         cipher = self._cipher(s, row.case_id)
@@ -456,7 +460,9 @@ class CaseStore:
             created_at=_utc(row.created_at),
         )
 
-    def list_files(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> list[CaseFile]:
+    def list_files(
+        self, case_id: str, *, authorize: Authorize, ctx: AuditContext
+    ) -> list[CaseFile]:
         with session_scope(self.sessions) as s:
             row = self._row(s, case_id)
             self._check(s, row, authorize, ctx, "file.list")
