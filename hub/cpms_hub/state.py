@@ -56,8 +56,9 @@ class State:
 
     def rotate_keys(self) -> int:
         """New primary KEK in the key file; every data key re-wrapped under it."""
-        self.keyring = Keyring.rotate(self.settings.key_file)
-        self.keys.keyring = self.keyring
+        Keyring.rotate(self.settings.key_file)
+        self.keys.reload_if_changed()
+        self.keyring = self.keys.keyring
         with session_scope(self.sessions) as s:
             moved = self.keys.rewrap_all(s)
             self.audit.append(
@@ -104,7 +105,7 @@ def open_state(settings: CpmsSettings | None = None) -> State:
     keyring = Keyring.load(settings.key_file)
     engine = make_engine(settings.db_url)
     sessions = make_session_factory(engine)
-    keys = DataKeys(keyring)
+    keys = DataKeys(keyring, settings.key_file)
     audit = AuditTrail()
     cases = CaseStore(
         sessions, keys, BlindIndex(keyring.index_key), LocalBlobBackend(settings.blob_dir), audit

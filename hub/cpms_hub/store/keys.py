@@ -4,11 +4,15 @@ Unwrapped keys are cached in memory by the *wrapped* bytes: every use still
 reads the key's row, so a key destroyed by another process (``cpms-admin
 erase-case``) stops working at once, while the AES unwrap is done only once.
 Rotation re-wraps every row under the keyring's new primary key without
-touching any data encrypted under the data keys.
+touching any data encrypted under the data keys. Rotation is usually run by
+``cpms-admin`` while the store service keeps running, so every process
+reloads the key file when it changes (a ``stat`` per new key, and a reload
+when a wrapped key names a key-encryption key it does not hold).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from datetime import UTC, datetime
 
@@ -32,13 +36,34 @@ def case_key_id(case_id: str) -> str:
 class DataKeys:
     """Creates, unwraps, re-wraps and destroys wrapped data keys."""
 
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, key_file: str | os.PathLike[str] | None = None) -> None:
         self.keyring = keyring
+        self.key_file = key_file
+        self._key_file_stamp = self._stamp()
         self._cache: dict[bytes, bytes] = {}
         self._lock = threading.Lock()
 
+    def _stamp(self) -> tuple[int, int] | None:
+        if self.key_file is None:
+            return None
+        try:
+            st = os.stat(self.key_file)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_ino)
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a key file rotated by another process; True if it changed."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._key_file_stamp:
+            return False
+        self.keyring = Keyring.load(self.key_file)
+        self._key_file_stamp = stamp
+        return True
+
     def create(self, session: Session, key_id: str) -> bytes:
         """A fresh data key, stored wrapped under ``key_id`` in this transaction."""
+        self.reload_if_changed()
         key = new_data_key()
         wrapped = self.keyring.wrap(key, context=key_id)
         session.add(
@@ -60,7 +85,12 @@ class DataKeys:
         with self._lock:
             key = self._cache.get(wrapped)
         if key is None:
-            key = self.keyring.unwrap(wrapped, context=key_id)
+            try:
+                key = self.keyring.unwrap(wrapped, context=key_id)
+            except KeyUnavailableError:
+                if not self.reload_if_changed():
+                    raise
+                key = self.keyring.unwrap(wrapped, context=key_id)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
