@@ -158,7 +158,7 @@ class Deployment:
         self.accounts[name] = account
         if self.proc is not None:
             # the hub is running: put the account into its groups now
-            self.admin("account", "enable", name, check=False)
+            self.admin("account", "sync", name)
         return account
 
     def token(self, name: str) -> str:

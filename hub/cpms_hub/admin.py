@@ -96,6 +96,13 @@ def cmd_account(args: argparse.Namespace, settings: CpmsSettings) -> int:
                 account = reg.create_active(req, password, by="cpms-admin")
                 _sync(settings, "groups", lambda h: h.set_groups(account.name, account.roles))
             print(f"{account.name}: {account.status.value}")
+        elif args.verb == "sync":
+            account = reg.get(args.name)
+            if account.is_active:
+                _sync(settings, "groups", lambda h: h.set_groups(account.name, account.roles))
+            else:
+                _sync(settings, "revocation", lambda h: h.revoke_everything(account.name))
+            print(f"{account.name}: hub groups follow its roles ({account.status.value})")
         elif args.verb == "list":
             accounts = reg.list()
             if args.json:
@@ -244,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
         a = acc_sub.add_parser(verb, help=f"{verb} an account")
         a.add_argument("name")
         a.add_argument("--by", default="cpms-admin", help="who decides (for the audit trail)")
+    sy = acc_sub.add_parser("sync", help="make the running hub's groups match the account")
+    sy.add_argument("name")
     lst = acc_sub.add_parser("list", help="list accounts")
     lst.add_argument("--json", action="store_true")
     acc.set_defaults(fn=cmd_account)

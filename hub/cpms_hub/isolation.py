@@ -33,9 +33,10 @@ from pathlib import Path
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Unicode, default
 
-from cpms_hub.settings import CpmsSettings
+from cpms_hub.settings import REPO_ROOT, CpmsSettings
 
 __all__ = [
+    "DemoSpawner",
     "SINGLEUSER",
     "SystemUserSpawner",
     "configure_isolation",
@@ -238,9 +239,32 @@ class SystemUserSpawner(LocalProcessSpawner):
         return await super().start()
 
 
-def _demo_pre_spawn(spawner) -> None:  # noqa: ANN001
-    folder = Path(spawner.notebook_dir.replace("{username}", spawner.user.name))
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+class DemoSpawner(LocalProcessSpawner):
+    """Every server runs as the hub's own OS user, in a folder of its own (the demo).
+
+    Hub users are not system accounts here, so the user switch of
+    LocalProcessSpawner is skipped. Each new folder gets copies of the worked
+    notebooks so that a first login has something to open.
+    """
+
+    def make_preexec_fn(self, name: str):  # noqa: ANN201 - signature from LocalProcessSpawner
+        return None
+
+    def _folder(self) -> Path:
+        return Path(self.format_string(self.notebook_dir))
+
+    def user_env(self, env: dict) -> dict:
+        env["USER"] = self.user.name
+        env["HOME"] = str(self._folder())
+        return env
+
+    async def start(self):  # noqa: ANN201
+        folder = self._folder()
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        examples = folder / "notebooks"
+        if not examples.exists():
+            shutil.copytree(REPO_ROOT / "notebooks", examples)
+        return await super().start()
 
 
 def _check_user_env(c) -> None:  # noqa: ANN001
@@ -270,8 +294,8 @@ def configure_isolation(c, settings: CpmsSettings) -> None:  # noqa: ANN001
         _check_user_env(c)
         print("CPMS: user servers run as their own system accounts (cpms-<name>).", file=sys.stderr)
     elif mode == "none":
+        c.JupyterHub.spawner_class = DemoSpawner
         c.Spawner.notebook_dir = str(Path(settings.state_dir) / "users" / "{username}")
-        c.Spawner.pre_spawn_hook = _demo_pre_spawn
         if os.geteuid() == 0:
             c.Spawner.args = ["--allow-root"]
         print(
