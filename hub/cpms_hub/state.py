@@ -71,7 +71,7 @@ class State:
         return moved
 
     def verify_audit(self) -> ChainReport:
-        with session_scope(self.sessions) as s:
+        with session_scope(self.sessions, write=False) as s:
             return verify_chain(s)
 
     def close(self) -> None:

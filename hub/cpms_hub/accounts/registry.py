@@ -268,11 +268,11 @@ class AccountRegistry:
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, name: str) -> Account:
-        with session_scope(self._sessions) as s:
+        with session_scope(self._sessions, write=False) as s:
             return _to_account(self._row(s, name))
 
     def list(self) -> builtins.list[Account]:
-        with session_scope(self._sessions) as s:
+        with session_scope(self._sessions, write=False) as s:
             rows = s.scalars(select(AccountRow).order_by(AccountRow.name))
             return [_to_account(r) for r in rows]
 
@@ -280,7 +280,7 @@ class AccountRegistry:
         """Whether ``name`` may use CPMS now (checked on every request, so one column)."""
         if not isinstance(name, str) or not USERNAME_PATTERN.match(name):
             return False
-        with session_scope(self._sessions) as s:
+        with session_scope(self._sessions, write=False) as s:
             status = s.scalar(select(AccountRow.status).where(AccountRow.name == name))
         return status == AccountStatus.ACTIVE
 

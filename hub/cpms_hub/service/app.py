@@ -345,7 +345,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict]:
         require(actor, Action.AUDIT_READ, ctx_of(request, actor))
-        with session_scope(state.sessions) as s:
+        with session_scope(state.sessions, write=False) as s:
             entries = state.audit.entries(s, case_id=case_id, limit=limit)
         return [
             AuditOut(**{k: getattr(e, k) for k in AuditOut.model_fields}).model_dump(mode="json")

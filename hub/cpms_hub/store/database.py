@@ -1,9 +1,13 @@
 """Engines and sessions for the case store, on SQLite or PostgreSQL.
 
-SQLite (the embedded default) runs in WAL mode with foreign keys on, and every
-transaction starts ``BEGIN IMMEDIATE``: the store writes an audit entry on
+SQLite (the embedded default) runs in WAL mode with foreign keys on. Write
+transactions start ``BEGIN IMMEDIATE`` (the store writes an audit entry on
 every request, so taking the write lock up front avoids deadlocking upgrades
-from read to write under concurrency. PostgreSQL uses psycopg 3. The schema
+from read to write) and queue on a lock in this process first: SQLite's own
+busy handler sleeps 1–100 ms between retries in no order, which starves some
+requests for seconds under load, while a lock hands the turn on at once.
+Read-only transactions (``session_scope(..., write=False)``) take neither:
+in WAL mode readers never wait for the writer. PostgreSQL uses psycopg 3. The schema
 is created and upgraded by Alembic (:func:`migrate`), never by ``create_all``
 at run time.
 """
@@ -11,6 +15,8 @@ at run time.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = ["make_engine", "make_session_factory", "migrate", "session_scope", "is_sqlite"]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+#: one write transaction at a time per SQLite engine in this process
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+#: set while a read-only transaction begins on this thread
+_READ_ONLY = threading.local()
 
 
 def is_sqlite(engine_or_url: Engine | str) -> bool:
@@ -60,8 +71,9 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if getattr(_READ_ONLY, "on", False) else "BEGIN IMMEDIATE")
 
+        _WRITE_LOCKS[engine] = threading.RLock()
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # plain postgresql:// would pick psycopg2, which we do not ship
@@ -74,17 +86,41 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One transaction: committed if the block succeeds, rolled back on any error."""
-    session = factory()
+def session_scope(factory: sessionmaker[Session], *, write: bool = True) -> Iterator[Session]:
+    """One transaction: committed if the block succeeds, rolled back on any error.
+
+    ``write=False`` promises the block only reads: on SQLite it then neither
+    queues behind writers nor takes the database's write lock.
+    """
+    if not write:
+        _READ_ONLY.on = True
+        session = factory()
+        try:
+            session.connection()  # begin now, while the flag is set
+        finally:
+            _READ_ONLY.on = False
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+        return
+    lock = _WRITE_LOCKS.get(factory.kw.get("bind"))
+    if lock is not None:
+        lock.acquire()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
     finally:
-        session.close()
+        if lock is not None:
+            lock.release()
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
