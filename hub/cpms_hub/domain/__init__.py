@@ -8,6 +8,19 @@ the service's JSON back into these objects.
 from .accounts import Account, AccountRequest, AccountStatus, validate_username
 from .audit import AuditEntry, AuditOutcome
 from .cases import Case, CaseDraft, CaseFile, CaseMember, CaseRef, CaseStatus
+from .clinical import (
+    AcmgClass,
+    CaseContent,
+    Diagnosis,
+    DiagnosisSystem,
+    GeneticFinding,
+    Patient,
+    Phenotype,
+    Sex,
+    Urgency,
+    Zygosity,
+)
+from .consent import Consent, ConsentScope, ConsentState, Withdrawal
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -25,10 +38,12 @@ __all__ = [
     "Account",
     "AccountRequest",
     "AccountStatus",
+    "AcmgClass",
     "AuditEntry",
     "AuditOutcome",
     "AuthenticationError",
     "Case",
+    "CaseContent",
     "CaseDraft",
     "CaseFile",
     "CaseMember",
@@ -36,13 +51,25 @@ __all__ = [
     "CaseStatus",
     "ConfigurationError",
     "ConflictError",
+    "Consent",
+    "ConsentScope",
+    "ConsentState",
     "CpmsError",
+    "Diagnosis",
+    "DiagnosisSystem",
+    "GeneticFinding",
     "IntegrityError",
     "KeyUnavailableError",
     "MemberRole",
     "NotFoundError",
+    "Patient",
     "PermissionDeniedError",
+    "Phenotype",
     "Role",
+    "Sex",
+    "Urgency",
     "ValidationError",
+    "Withdrawal",
+    "Zygosity",
     "validate_username",
 ]

@@ -35,6 +35,8 @@ __all__ = [
     "BlobRow",
     "AuditRow",
     "AuditHeadRow",
+    "ConsentRow",
+    "UploadRow",
     "SCHEMA_VERSION",
 ]
 
@@ -120,6 +122,8 @@ class CaseRow(Base):
     summary_enc: Mapped[bytes] = mapped_column(LargeBinary)
     pseudonym_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     pseudonym_bidx: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: JSON of :class:`cpms_hub.domain.CaseContent` (patient, phenotypes, diagnoses, ...)
+    content_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     schema_version: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -142,6 +146,50 @@ class CaseMemberRow(Base):
     case: Mapped[CaseRow] = relationship(back_populates="members")
 
     __table_args__ = (Index("ix_case_members_user", "user"),)
+
+
+class ConsentRow(Base):
+    """One signed consent record of a case.
+
+    ``scopes`` and ``withdrawn`` (comma-separated scope names) stay in clear so
+    that every read can check consent without decrypting; they say what the
+    patient allowed, not who the patient is. Everything else (form version,
+    language, signature date, who recorded it, withdrawal reasons) is in
+    ``payload_enc``.
+    """
+
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    scopes: Mapped[str] = mapped_column(String(200))
+    withdrawn: Mapped[str] = mapped_column(String(200), default="")
+    payload_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UploadRow(Base):
+    """A chunked, resumable upload in progress (see :mod:`cpms_hub.store.uploads`)."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("cases.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[str] = mapped_column(String(32))
+    name_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+    segment_size: Mapped[int] = mapped_column(Integer)
+    #: the plaintext not yet sealed into a segment, encrypted between requests
+    tail_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class BlobRow(Base):
