@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,10 +25,12 @@ from cpms_hub.domain import (
     AccountStatus,
     AuthenticationError,
     Case,
+    CaseContent,
     CaseFile,
     CaseMember,
     CaseStatus,
     ConflictError,
+    ConsentScope,
     CpmsError,
     KeyUnavailableError,
     MemberRole,
@@ -37,6 +39,7 @@ from cpms_hub.domain import (
     Role,
     ValidationError,
 )
+from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
 
 __all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
 
@@ -89,6 +92,11 @@ def _case(d: dict[str, Any]) -> Case:
         members=tuple(
             CaseMember(m["user"], MemberRole(m["role"]), _dt(m["added_at"])) for m in d["members"]
         ),
+        consent=frozenset(ConsentScope(s) for s in d.get("consent", {}).get("granted", [])),
+        consent_withdrawn=frozenset(
+            ConsentScope(s) for s in d.get("consent", {}).get("withdrawn", [])
+        ),
+        content=content_from_json(d["content"]) if d.get("content") else None,
     )
 
 
@@ -255,6 +263,56 @@ class CaseStoreClient:
         return [
             _case(d) for d in self._request("POST", "/cases/lookup", json={"pseudonym": pseudonym})
         ]
+
+    def set_content(self, case_id: str, content: CaseContent) -> Case:
+        """Replace the case's clinical content (codes are checked by the store)."""
+        return _case(
+            self._request(
+                "PUT", f"/cases/{quote(case_id, safe='')}/content", json=content_to_json(content)
+            )
+        )
+
+    def submit(self, case_id: str) -> Case:
+        """Submit the case to its network's panel; a ValidationError lists every problem."""
+        return _case(self._request("POST", f"/cases/{quote(case_id, safe='')}/submit"))
+
+    # -- consent -----------------------------------------------------------
+
+    def record_consent(
+        self,
+        case_id: str,
+        *,
+        scopes: list[str] | list[ConsentScope],
+        form_version: str,
+        language: str,
+        signed_on: date,
+        form_file_id: str | None = None,
+    ):  # noqa: ANN201 - a cpms_hub.domain.Consent
+        body = {
+            "scopes": [str(getattr(s, "value", s)) for s in scopes],
+            "form_version": form_version,
+            "language": language,
+            "signed_on": signed_on.isoformat(),
+            "form_file_id": form_file_id,
+        }
+        return consent_from_json(
+            self._request("POST", f"/cases/{quote(case_id, safe='')}/consents", json=body)
+        )
+
+    def consents(self, case_id: str) -> dict[str, Any]:
+        """Consent records and the state at a glance: granted, withdrawn, what blocks submit."""
+        data = self._request("GET", f"/cases/{quote(case_id, safe='')}/consents")
+        data["consents"] = [consent_from_json(c) for c in data["consents"]]
+        return data
+
+    def withdraw_consent(
+        self, case_id: str, consent_id: str, scope: str, reason: str, on: date | None = None
+    ):  # noqa: ANN201 - a cpms_hub.domain.Consent
+        body: dict[str, Any] = {"scope": str(getattr(scope, "value", scope)), "reason": reason}
+        if on is not None:
+            body["on"] = on.isoformat()
+        path = f"/cases/{quote(case_id, safe='')}/consents/{quote(consent_id, safe='')}/withdraw"
+        return consent_from_json(self._request("POST", path, json=body))
 
     # -- files -------------------------------------------------------------
 

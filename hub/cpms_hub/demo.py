@@ -8,9 +8,21 @@ no real patient is described. Seeding is idempotent.
 
 from __future__ import annotations
 
+from datetime import date
+
 import pyotp
 
-from cpms_hub.domain import AccountRequest, CaseDraft, CaseStatus, MemberRole, NotFoundError, Role
+from cpms_hub.domain import (
+    AccountRequest,
+    CaseDraft,
+    CaseStatus,
+    ConsentScope,
+    MemberRole,
+    NotFoundError,
+    Role,
+)
+from cpms_hub.domain.codec import content_from_json
+from cpms_hub.policy import Decision
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext
 
@@ -104,6 +116,49 @@ _CASES = (
 )
 
 
+#: a one-page PDF standing in for the scanned, signed consent form
+DEMO_CONSENT_PDF = (
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
+    b"2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n"
+    b"3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]>>endobj\n"
+    b"trailer<</Root 1 0 R>>\n%%EOF\n"
+)
+
+_DEMO_CONTENT = {
+    "ITH-0001": {
+        "patient": {"pseudonym": "ITH-0001", "sex": "male", "birth_year": 2020, "country": "FR"},
+        "phenotypes": [
+            {"hpo_id": "HP:0001251", "label": "Ataxia", "onset": "HP:0011463"},
+            {"hpo_id": "HP:0001009", "label": "Telangiectasia"},
+            {"hpo_id": "HP:0002721", "label": "Immunodeficiency"},
+            {"hpo_id": "HP:0001250", "label": "Seizure", "excluded": True},
+        ],
+        "diagnoses": [{"system": "ORPHA", "code": "ORPHA:100", "label": "Ataxia-telangiectasia"}],
+        "genetics": [
+            {
+                "gene": "ATM",
+                "hgvs": "NM_000051.4:c.7630-2A>C",
+                "zygosity": "homozygous",
+                "classification": "likely-pathogenic",
+            }
+        ],
+        "question": "Confirm ataxia-telangiectasia; advise on cancer surveillance.",
+        "urgency": "routine",
+    },
+    "WAW-0107": {
+        "patient": {"pseudonym": "WAW-0107", "sex": "female", "birth_year": 2011, "country": "PL"},
+        "phenotypes": [{"hpo_id": "HP:0004322", "label": "Short stature"}],
+        "question": "Which skeletal dysplasia?",
+        "urgency": "routine",
+    },
+}
+
+
+def _allow(_ref: object) -> Decision:
+    # seeding acts as the clinicians themselves would
+    return Decision(True, ("demo seed",))
+
+
 def demo_password(name: str) -> str:
     return f"{name}-demo-2026"
 
@@ -134,7 +189,29 @@ def seed(state: State, *, quiet: bool = True) -> None:
                 ctx=ctx,
                 pseudonym=pseudonym,
             )
+            if pseudonym in _DEMO_CONTENT:
+                content = content_from_json(_DEMO_CONTENT[pseudonym])
+                state.cases.set_content(case.id, content, authorize=_allow, ctx=ctx)
             if status is not CaseStatus.DRAFT:
+                form = state.cases.add_file(
+                    case.id,
+                    iter([DEMO_CONSENT_PDF]),
+                    name="consent-signed.pdf",
+                    media_type="application/pdf",
+                    max_size=1 << 20,
+                    authorize=_allow,
+                    ctx=ctx,
+                )
+                state.cases.record_consent(
+                    case.id,
+                    scopes=frozenset({ConsentScope.PANEL_DISCUSSION, ConsentScope.REGISTRIES}),
+                    form_version="ERN-2024-1",
+                    language="en",
+                    signed_on=date(2026, 10, 1),
+                    form_file_id=form.id,
+                    authorize=_allow,
+                    ctx=ctx,
+                )
                 state.cases.set_status(case.id, status, ctx=ctx)
                 state.cases.add_member(case.id, "prof-rossi", MemberRole.PANEL_MEMBER, ctx=ctx)
     if not quiet:

@@ -82,6 +82,28 @@ def cases(deployment, tokens) -> dict[str, str]:
         )
         assert r.status_code == 201, r.text
         ids[key] = r.json()["id"]
+    # the patient of case A consents to panel discussion, on a signed form
+    h = {"Authorization": f"token {tokens['clin-a']}"}
+    form = httpx.post(
+        f"{deployment.api}/cases/{ids['A']}/files",
+        content=b"%PDF-1.4\n%%EOF\n",
+        headers={**h, "X-CPMS-Filename": "consent.pdf", "Content-Type": "application/pdf"},
+        trust_env=False,
+    )
+    assert form.status_code == 201, form.text
+    consent = httpx.post(
+        f"{deployment.api}/cases/{ids['A']}/consents",
+        json={
+            "scopes": ["panel-discussion"],
+            "form_version": "v1",
+            "language": "en",
+            "signed_on": "2026-01-15",
+            "form_file_id": form.json()["id"],
+        },
+        headers=h,
+        trust_env=False,
+    )
+    assert consent.status_code == 201, consent.text
     state = deployment.open_state()
     try:
         ctx = AuditContext(actor="test-setup")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from .clinical import CaseContent
+from .consent import ConsentScope
 from .errors import ValidationError
 from .roles import MemberRole
 
@@ -85,6 +87,10 @@ class CaseRef:
     created_at: datetime
     updated_at: datetime
     members: tuple[CaseMember, ...] = field(default=())
+    #: active scopes of the latest consent record (empty: none recorded)
+    consent: frozenset[ConsentScope] = field(default=frozenset())
+    #: scopes of that record the patient has withdrawn
+    consent_withdrawn: frozenset[ConsentScope] = field(default=frozenset())
 
     def member_role(self, user: str) -> MemberRole | None:
         for m in self.members:
@@ -107,6 +113,9 @@ class Case:
     created_at: datetime
     updated_at: datetime
     members: tuple[CaseMember, ...] = field(default=())
+    consent: frozenset[ConsentScope] = field(default=frozenset())
+    consent_withdrawn: frozenset[ConsentScope] = field(default=frozenset())
+    content: CaseContent | None = None
 
     @property
     def ref(self) -> CaseRef:
@@ -119,6 +128,8 @@ class Case:
             self.created_at,
             self.updated_at,
             self.members,
+            self.consent,
+            self.consent_withdrawn,
         )
 
     def member_role(self, user: str) -> MemberRole | None:

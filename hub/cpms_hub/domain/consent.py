@@ -88,7 +88,8 @@ class ConsentState:
     def of(cls, consents: tuple[Consent, ...] | list[Consent]) -> ConsentState:
         if not consents:
             return cls(frozenset(), frozenset(), None)
-        latest = max(consents, key=lambda c: (c.signed_on, c.recorded_at))
+        # the most recently recorded form replaces the ones before it
+        latest = max(consents, key=lambda c: c.recorded_at)
         return cls(
             latest.active_scopes(),
             frozenset(w.scope for w in latest.withdrawals),

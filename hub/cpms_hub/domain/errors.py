@@ -40,6 +40,14 @@ class ValidationError(CpmsError):
         self.field = field
         self.reason = reason
 
+    @classmethod
+    def of(cls, problems: list[str] | tuple[str, ...]) -> ValidationError:
+        """One error listing every ``"field: reason"`` problem found."""
+        first_field, _, first_reason = problems[0].partition(": ")
+        err = cls(first_field, first_reason)
+        err.reasons = tuple(problems)
+        return err
+
 
 class NotFoundError(CpmsError):
     """The thing asked for does not exist (or is not visible to the caller)."""

@@ -5,7 +5,10 @@ reasons either way (in the manner of Datasette's permission checks), so a
 403 can say why and the audit trail can record it. Three things are checked,
 in this order: the account is active; the token carries the scope the action
 needs (least privilege: a token may hold less than its owner); the account's
-roles and its relation to the case allow it. Nothing here does I/O.
+roles and its relation to the case allow it; for everyone but the case's own
+clinicians, the patient's consent to panel discussion must stand (a case
+whose consent is withdrawn is frozen for its panel, and the reason says so).
+Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cpms_hub.domain import AccountStatus, Case, CaseRef, CaseStatus, MemberRole, Role
+from cpms_hub.domain import (
+    AccountStatus,
+    Case,
+    CaseRef,
+    CaseStatus,
+    ConsentScope,
+    MemberRole,
+    Role,
+)
 
 from .scopes import Scope
 
@@ -26,6 +37,9 @@ class Action(StrEnum):
     CASE_READ = "case.read"
     CASE_UPDATE = "case.update"
     CASE_LOOKUP = "case.lookup"
+    CASE_SUBMIT = "case.submit"
+    CONSENT_READ = "consent.read"
+    CONSENT_WRITE = "consent.write"
     FILE_WRITE = "file.write"
     FILE_READ = "file.read"
     ACCOUNT_MANAGE = "account.manage"
@@ -38,6 +52,9 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.CASE_READ: Scope.CASES_READ,
     Action.CASE_UPDATE: Scope.CASES_WRITE,
     Action.CASE_LOOKUP: Scope.CASES_READ,
+    Action.CASE_SUBMIT: Scope.CASES_WRITE,
+    Action.CONSENT_READ: Scope.CASES_READ,
+    Action.CONSENT_WRITE: Scope.CASES_WRITE,
     Action.FILE_WRITE: Scope.CASES_WRITE,
     Action.FILE_READ: Scope.CASES_READ,
     Action.ACCOUNT_MANAGE: Scope.ACCOUNTS,
@@ -106,22 +123,28 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
         raise ValueError(f"{action} needs a case")
     member = case.member_role(actor.name)
 
-    if action in (Action.CASE_READ, Action.FILE_READ):
+    if action in (Action.CASE_READ, Action.FILE_READ, Action.CONSENT_READ):
         if member in (MemberRole.OWNER, MemberRole.ASSISTANT):
             return Decision(True, (f"{actor.name} is the case's {member.value}",))
         if member is MemberRole.PANEL_MEMBER:
-            if case.status is CaseStatus.DRAFT:
-                return _deny("the case is a draft: only its owner and assistants see it")
-            return Decision(True, (f"{actor.name} is on the case's panel",))
-        if (
+            why = f"{actor.name} is on the case's panel"
+        elif (
             Role.COORDINATOR in actor.roles
             and actor.network == case.network
             and case.status is not CaseStatus.DRAFT
         ):
-            return Decision(True, (f"{actor.name} coordinates network {case.network}",))
-        return _deny(f"{actor.name} is not a member of this case")
+            why = f"{actor.name} coordinates network {case.network}"
+        else:
+            return _deny(f"{actor.name} is not a member of this case")
+        if case.status is CaseStatus.DRAFT:
+            return _deny("the case is a draft: only its owner and assistants see it")
+        if ConsentScope.PANEL_DISCUSSION not in case.consent:
+            if ConsentScope.PANEL_DISCUSSION in case.consent_withdrawn:
+                return _deny("the patient withdrew consent to panel discussion: the case is frozen")
+            return _deny("no consent to panel discussion is recorded for this case")
+        return Decision(True, (why, "the patient consents to panel discussion"))
 
-    if action in (Action.CASE_UPDATE, Action.FILE_WRITE):
+    if action in (Action.CASE_UPDATE, Action.FILE_WRITE, Action.CONSENT_WRITE, Action.CASE_SUBMIT):
         if member in (MemberRole.OWNER, MemberRole.ASSISTANT):
             if case.status in (CaseStatus.CLOSED,):
                 return _deny("the case is closed")

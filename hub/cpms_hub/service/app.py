@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -28,15 +29,19 @@ from cpms_hub.domain import (
     Case,
     CaseDraft,
     CaseFile,
+    ConsentScope,
+    ConsentState,
     Role,
     ValidationError,
 )
+from cpms_hub.domain.codec import consent_to_json, content_from_json, content_to_json
 from cpms_hub.hubapi import HubApi, HubApiError
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext, session_scope
 
 from .auth import XSRF_COOKIE, Authenticator
+from .clinical_checks import submission_problems, vocabulary_problems
 from .errors import error_response, install_error_handlers
 from .models import (
     AccountOut,
@@ -44,11 +49,14 @@ from .models import (
     CaseCreate,
     CaseOut,
     CaseUpdate,
+    ConsentIn,
+    ContentIn,
     ErrorOut,
     FileOut,
     MemberOut,
     MeOut,
     PseudonymLookup,
+    WithdrawIn,
 )
 
 __all__ = ["create_app", "ROUTES_DOC"]
@@ -68,6 +76,11 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/files"),
     ("POST", "/cases/{case_id}/files"),
     ("GET", "/cases/{case_id}/files/{file_id}"),
+    ("PUT", "/cases/{case_id}/content"),
+    ("GET", "/cases/{case_id}/consents"),
+    ("POST", "/cases/{case_id}/consents"),
+    ("POST", "/cases/{case_id}/consents/{consent_id}/withdraw"),
+    ("POST", "/cases/{case_id}/submit"),
     ("GET", "/accounts"),
     ("POST", "/accounts/{name}/{verb}"),
     ("GET", "/audit"),
@@ -91,11 +104,24 @@ def _case_out(case: Case) -> dict:
         members=[
             MemberOut(user=m.user, role=m.role.value, added_at=m.added_at) for m in case.members
         ],
+        consent={
+            "granted": sorted(s.value for s in case.consent),
+            "withdrawn": sorted(s.value for s in case.consent_withdrawn),
+        },
+        content=content_to_json(case.content) if case.content is not None else None,
     ).model_dump(mode="json")
 
 
 def _file_out(f: CaseFile) -> dict:
     return FileOut(**{k: getattr(f, k) for k in FileOut.model_fields}).model_dump(mode="json")
+
+
+def _scope(value: str) -> ConsentScope:
+    try:
+        return ConsentScope(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ConsentScope)
+        raise ValidationError("scopes", f"must be among {allowed}") from None
 
 
 def _account_out(a: Account) -> dict:
@@ -303,6 +329,75 @@ def create_app(
                 "Content-Disposition": "attachment",
             },
         )
+
+    @router.put("/cases/{case_id}/content", response_model=CaseOut, tags=["cases"])
+    def put_content(case_id: str, body: ContentIn, request: Request, actor: ActorDep) -> dict:
+        """Replace the clinical content; every code must exist (drafts may be incomplete)."""
+        content = content_from_json(body.model_dump())
+        problems = vocabulary_problems(content)
+        if problems:
+            raise ValidationError.of(problems)
+        case = store.set_content(
+            case_id,
+            content,
+            authorize=policy(actor, Action.CASE_UPDATE),
+            ctx=ctx_of(request, actor),
+        )
+        return _case_out(case)
+
+    @router.get("/cases/{case_id}/consents", tags=["consent"])
+    def list_consents(case_id: str, request: Request, actor: ActorDep) -> dict:
+        consents = store.list_consents(
+            case_id, authorize=policy(actor, Action.CONSENT_READ), ctx=ctx_of(request, actor)
+        )
+        state = ConsentState.of(consents)
+        return {
+            "granted": sorted(s.value for s in state.granted),
+            "withdrawn": sorted(s.value for s in state.withdrawn),
+            "blocking_submission": list(state.blocking_submission()),
+            "consents": [consent_to_json(c) for c in consents],
+        }
+
+    @router.post("/cases/{case_id}/consents", status_code=201, tags=["consent"])
+    def record_consent(case_id: str, body: ConsentIn, request: Request, actor: ActorDep) -> dict:
+        scopes = frozenset(_scope(s) for s in body.scopes)
+        consent = store.record_consent(
+            case_id,
+            scopes=scopes,
+            form_version=body.form_version,
+            language=body.language,
+            signed_on=body.signed_on,
+            form_file_id=body.form_file_id,
+            authorize=policy(actor, Action.CONSENT_WRITE),
+            ctx=ctx_of(request, actor),
+        )
+        return consent_to_json(consent)
+
+    @router.post("/cases/{case_id}/consents/{consent_id}/withdraw", tags=["consent"])
+    def withdraw_consent(
+        case_id: str, consent_id: str, body: WithdrawIn, request: Request, actor: ActorDep
+    ) -> dict:
+        consent = store.withdraw_consent(
+            case_id,
+            consent_id,
+            scope=_scope(body.scope),
+            reason=body.reason,
+            on=body.on or datetime.now(UTC).date(),
+            authorize=policy(actor, Action.CONSENT_WRITE),
+            ctx=ctx_of(request, actor),
+        )
+        return consent_to_json(consent)
+
+    @router.post("/cases/{case_id}/submit", response_model=CaseOut, tags=["cases"])
+    def submit(case_id: str, request: Request, actor: ActorDep) -> dict:
+        """Validate everything; submit, or list every problem by field (422)."""
+        case = store.submit(
+            case_id,
+            problems=submission_problems,
+            authorize=policy(actor, Action.CASE_SUBMIT),
+            ctx=ctx_of(request, actor),
+        )
+        return _case_out(case)
 
     def _hub_sync(fn) -> None:  # noqa: ANN001
         if hub_api is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +20,9 @@ __all__ = [
     "MeOut",
     "AuditOut",
     "ErrorOut",
+    "ContentIn",
+    "ConsentIn",
+    "WithdrawIn",
 ]
 
 
@@ -60,6 +63,8 @@ class CaseOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     members: list[MemberOut]
+    consent: dict[str, list[str]]
+    content: dict | None = None
 
 
 class FileOut(BaseModel):
@@ -108,3 +113,57 @@ class ErrorOut(BaseModel):
     status: int
     error: str
     reasons: list[str]
+
+
+class PatientIn(_In):
+    pseudonym: str = Field(min_length=1, max_length=128)
+    sex: str = "unknown"
+    birth_year: int | None = None
+    age_at_onset_years: int | None = None
+    country: str | None = None
+
+
+class PhenotypeIn(_In):
+    hpo_id: str
+    label: str = ""
+    excluded: bool = False
+    onset: str | None = None
+
+
+class DiagnosisIn(_In):
+    system: str
+    code: str
+    label: str = ""
+    confirmed: bool = False
+
+
+class GeneticFindingIn(_In):
+    gene: str
+    hgvs: str
+    zygosity: str = "unknown"
+    classification: str = "uncertain-significance"
+
+
+class ContentIn(_In):
+    """Clinical content of a case; see :mod:`cpms_hub.domain.clinical` for the rules."""
+
+    patient: PatientIn | None = None
+    phenotypes: list[PhenotypeIn] = Field(default_factory=list, max_length=500)
+    diagnoses: list[DiagnosisIn] = Field(default_factory=list, max_length=100)
+    genetics: list[GeneticFindingIn] = Field(default_factory=list, max_length=100)
+    question: str = Field(default="", max_length=5000)
+    urgency: str = "routine"
+
+
+class ConsentIn(_In):
+    scopes: list[str] = Field(min_length=1, max_length=3)
+    form_version: str = Field(min_length=1, max_length=50)
+    language: str = Field(min_length=2, max_length=5)
+    signed_on: date
+    form_file_id: str | None = None
+
+
+class WithdrawIn(_In):
+    scope: str
+    reason: str = Field(min_length=1, max_length=1000)
+    on: date | None = None

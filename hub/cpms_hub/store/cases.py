@@ -12,10 +12,11 @@ version; pseudonyms are also kept as blind indexes for exact look-ups.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from sqlalchemy import delete, or_, select
@@ -25,23 +26,34 @@ from cpms_hub.crypto import BlindIndex, FieldCipher
 from cpms_hub.crypto.segmented import DEFAULT_SEGMENT_SIZE, SegmentedReader, SegmentedWriter
 from cpms_hub.domain import (
     Case,
+    CaseContent,
     CaseDraft,
     CaseFile,
     CaseMember,
     CaseRef,
     CaseStatus,
+    ConflictError,
+    Consent,
+    ConsentScope,
     MemberRole,
     NotFoundError,
     PermissionDeniedError,
     ValidationError,
 )
 from cpms_hub.domain.audit import AuditOutcome
+from cpms_hub.domain.codec import (
+    consent_from_json,
+    consent_to_json,
+    content_from_json,
+    content_to_json,
+)
+from cpms_hub.domain.consent import FORM_MEDIA_TYPES, Withdrawal
 
 from .audit import AuditTrail
 from .blobs import LocalBlobBackend
 from .database import session_scope
 from .keys import DataKeys, case_key_id
-from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow
+from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
 
 __all__ = ["CaseStore", "AuditContext", "Verdict"]
 
@@ -68,7 +80,25 @@ def _utc(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _scopes(text: str) -> frozenset[ConsentScope]:
+    return frozenset(ConsentScope(s) for s in text.split(",") if s)
+
+
+#: leading bytes of the file types a signed consent form may have
+_FORM_MAGIC = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+}
+
+
 def _ref(row: CaseRow) -> CaseRef:
+    consent = withdrawn = frozenset()
+    if row.consents:
+        latest = max(row.consents, key=lambda c: c.recorded_at)
+        withdrawn = _scopes(latest.withdrawn)
+        consent = _scopes(latest.scopes) - withdrawn
     return CaseRef(
         id=row.id,
         owner=row.owner,
@@ -81,6 +111,8 @@ def _ref(row: CaseRow) -> CaseRef:
             CaseMember(m.user, MemberRole(m.role), _utc(m.added_at))
             for m in sorted(row.members, key=lambda m: (m.added_at, m.user))
         ),
+        consent=consent,
+        consent_withdrawn=withdrawn,
     )
 
 
@@ -121,6 +153,15 @@ class CaseStore:
             created_at=ref.created_at,
             updated_at=ref.updated_at,
             members=ref.members,
+            consent=ref.consent,
+            consent_withdrawn=ref.consent_withdrawn,
+            content=(
+                content_from_json(
+                    json.loads(cipher.decrypt(row.content_enc, field="content", **ad))
+                )
+                if row.content_enc is not None
+                else None
+            ),
         )
 
     def _row(self, session: Session, case_id: str) -> CaseRow:
@@ -370,6 +411,218 @@ class CaseStore:
             )
             s.flush()
             return _ref(row)
+
+    # -- clinical content, consent, submission ----------------------------
+
+    def set_content(
+        self, case_id: str, content: CaseContent, *, authorize: Authorize, ctx: AuditContext
+    ) -> Case:
+        """Replace the case's clinical content (and its pseudonym's blind index)."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "case.content")
+            cipher = self._cipher(s, case_id)
+            ad = {"table": "cases", "row_id": case_id, "schema_version": row.schema_version}
+            payload = json.dumps(content_to_json(content), separators=(",", ":"))
+            row.content_enc = cipher.encrypt(payload, field="content", **ad)
+            if content.patient is not None:
+                pseudonym = content.patient.pseudonym
+                row.pseudonym_enc = cipher.encrypt(pseudonym, field="pseudonym", **ad)
+                row.pseudonym_bidx = self.blind_index.compute(pseudonym, purpose="pseudonym")
+            row.updated_at = datetime.now(UTC)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.content",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            s.flush()
+            return self._decrypt_case(s, row)
+
+    def _consents(self, s: Session, row: CaseRow) -> list[Consent]:
+        cipher = self._cipher(s, row.id)
+        return [
+            consent_from_json(
+                json.loads(
+                    cipher.decrypt(c.payload_enc, table="consents", row_id=c.id, field="payload")
+                )
+            )
+            for c in sorted(row.consents, key=lambda c: c.recorded_at)
+        ]
+
+    def _store_consent(
+        self, s: Session, consent: Consent, row: ConsentRow | None
+    ) -> ConsentRow:
+        cipher = self._cipher(s, consent.case_id)
+        payload = json.dumps(consent_to_json(consent), separators=(",", ":"))
+        if row is None:
+            row = ConsentRow(
+                id=consent.id, case_id=consent.case_id, recorded_at=consent.recorded_at
+            )
+            s.add(row)
+        row.scopes = ",".join(sorted(x.value for x in consent.scopes))
+        row.withdrawn = ",".join(sorted(w.scope.value for w in consent.withdrawals))
+        row.payload_enc = cipher.encrypt(
+            payload, table="consents", row_id=consent.id, field="payload"
+        )
+        return row
+
+    def _check_form(self, s: Session, case_id: str, file_id: str) -> None:
+        blob = s.get(BlobRow, file_id) if _is_uuid(file_id) else None
+        if blob is None or blob.case_id != case_id:
+            raise ValidationError("form_file_id", "is not a file of this case")
+        if blob.media_type not in FORM_MEDIA_TYPES:
+            allowed = ", ".join(sorted(FORM_MEDIA_TYPES))
+            raise ValidationError("form_file_id", f"the signed form must be one of {allowed}")
+        key = self.keys.get(s, case_key_id(case_id))
+        with self.blobs.open(file_id) as fh, SegmentedReader(key, fh, blob_id=file_id) as reader:
+            head = reader.read_at(0, 8)
+        if not head.startswith(_FORM_MAGIC[blob.media_type]):
+            raise ValidationError("form_file_id", f"the file is not a {blob.media_type} document")
+
+    def record_consent(
+        self,
+        case_id: str,
+        *,
+        scopes: frozenset[ConsentScope],
+        form_version: str,
+        language: str,
+        signed_on: date,
+        form_file_id: str | None,
+        authorize: Authorize,
+        ctx: AuditContext,
+    ) -> Consent:
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "consent.record")
+            if form_file_id is not None:
+                self._check_form(s, case_id, form_file_id)
+            consent = Consent(
+                id=str(uuid.uuid4()),
+                case_id=case_id,
+                scopes=frozenset(scopes),
+                form_version=form_version,
+                language=language,
+                signed_on=signed_on,
+                recorded_by=ctx.actor,
+                recorded_at=datetime.now(UTC),
+                form_file_id=form_file_id,
+            )
+            self._store_consent(s, consent, None)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="consent.record",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail="scopes=" + ",".join(sorted(x.value for x in consent.scopes)),
+            )
+            return consent
+
+    def list_consents(
+        self, case_id: str, *, authorize: Authorize, ctx: AuditContext
+    ) -> list[Consent]:
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "consent.read")
+            consents = self._consents(s, row)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="consent.read",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            return consents
+
+    def withdraw_consent(
+        self,
+        case_id: str,
+        consent_id: str,
+        *,
+        scope: ConsentScope,
+        reason: str,
+        on: date,
+        authorize: Authorize,
+        ctx: AuditContext,
+    ) -> Consent:
+        """Record the withdrawal of one scope; from then on that use stops."""
+        if not reason.strip() or len(reason) > 1000:
+            raise ValidationError("reason", "must be 1-1000 characters")
+        if on > date.today():
+            raise ValidationError("on", "cannot be in the future")
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "consent.withdraw")
+            crow = next((c for c in row.consents if c.id == consent_id), None)
+            if crow is None:
+                raise NotFoundError("no such consent record in this case")
+            consent = next(c for c in self._consents(s, row) if c.id == consent_id)
+            if scope not in consent.scopes:
+                raise ValidationError("scope", f"{scope.value} was not granted by this consent")
+            if scope not in consent.active_scopes():
+                raise ConflictError(
+                    "already withdrawn", reasons=(f"{scope.value} is already withdrawn",)
+                )
+            withdrawal = Withdrawal(scope, on, reason, ctx.actor, datetime.now(UTC))
+            consent = Consent(
+                **{
+                    **{f: getattr(consent, f) for f in Consent.__dataclass_fields__},
+                    "withdrawals": (*consent.withdrawals, withdrawal),
+                }
+            )
+            self._store_consent(s, consent, crow)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="consent.withdraw",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"scope={scope.value}",
+            )
+            return consent
+
+    def submit(
+        self,
+        case_id: str,
+        *,
+        problems: Callable[[Case, list[Consent], list[CaseFile]], list[str]],
+        authorize: Authorize,
+        ctx: AuditContext,
+    ) -> Case:
+        """Draft → submitted, if ``problems`` finds none; else every problem, nothing changed."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "case.submit")
+            if row.status not in (CaseStatus.DRAFT.value,):
+                raise ConflictError(
+                    "not a draft", reasons=(f"the case is {row.status}: only drafts are submitted",)
+                )
+            case = self._decrypt_case(s, row)
+            files = [
+                self._file(s, b)
+                for b in s.scalars(select(BlobRow).where(BlobRow.case_id == case_id))
+            ]
+            found = problems(case, self._consents(s, row), files)
+            if found:
+                raise ValidationError.of(found)
+            row.status = CaseStatus.SUBMITTED.value
+            row.updated_at = datetime.now(UTC)
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.submit",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+            )
+            s.flush()
+            return self._decrypt_case(s, row)
 
     def case_ref(self, case_id: str) -> CaseRef:
         with session_scope(self.sessions) as s:

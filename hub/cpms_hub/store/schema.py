@@ -131,6 +131,9 @@ class CaseRow(Base):
     members: Mapped[list[CaseMemberRow]] = relationship(
         back_populates="case", cascade="all, delete-orphan", lazy="selectin"
     )
+    consents: Mapped[list[ConsentRow]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="ConsentRow.recorded_at"
+    )
 
 
 class CaseMemberRow(Base):
