@@ -362,6 +362,24 @@ class CaseStoreClient:
                     fh.write(chunk)
         return dest
 
+    # -- vocabularies (search terms travel in bodies, never in URLs) --------
+
+    def search_hpo(self, text: str, limit: int = 10) -> list[dict[str, Any]]:
+        """HPO terms by label or synonym: ``[{"id", "label", "matched", "synonyms"}]``."""
+        return self._request("POST", "/vocab/hpo/search", json={"q": text, "limit": limit})
+
+    def hpo_term(self, hpo_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/vocab/hpo/{quote(hpo_id, safe=':')}")
+
+    def search_orpha(self, text: str, limit: int = 10) -> list[dict[str, Any]]:
+        return self._request("POST", "/vocab/orpha/search", json={"q": text, "limit": limit})
+
+    def search_icd10(self, text: str, limit: int = 10) -> list[dict[str, Any]]:
+        return self._request("POST", "/vocab/icd10/search", json={"q": text, "limit": limit})
+
+    def check_hgvs(self, hgvs: str) -> dict[str, Any]:
+        return self._request("POST", "/vocab/hgvs/check", json={"hgvs": hgvs})
+
     # -- helpdesk and audit ------------------------------------------------
 
     def list_accounts(self, status: str | None = None) -> list[Account]:
