@@ -362,6 +362,16 @@ class CaseStoreClient:
                     fh.write(chunk)
         return dest
 
+    # -- exports -----------------------------------------------------------
+
+    def export_fhir(self, case_id: str) -> dict[str, Any]:
+        """The case as a FHIR R4 Bundle (JSON), for the case's own clinicians."""
+        return self._request("GET", f"/cases/{quote(case_id, safe='')}/export/fhir")
+
+    def export_phenopacket(self, case_id: str) -> dict[str, Any]:
+        """The case as a GA4GH Phenopacket v2 (JSON)."""
+        return self._request("GET", f"/cases/{quote(case_id, safe='')}/export/phenopacket")
+
     # -- vocabularies (search terms travel in bodies, never in URLs) --------
 
     def search_hpo(self, text: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ class Action(StrEnum):
     CASE_UPDATE = "case.update"
     CASE_LOOKUP = "case.lookup"
     CASE_SUBMIT = "case.submit"
+    CASE_EXPORT = "case.export"
     CONSENT_READ = "consent.read"
     CONSENT_WRITE = "consent.write"
     FILE_WRITE = "file.write"
@@ -53,6 +54,7 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.CASE_UPDATE: Scope.CASES_WRITE,
     Action.CASE_LOOKUP: Scope.CASES_READ,
     Action.CASE_SUBMIT: Scope.CASES_WRITE,
+    Action.CASE_EXPORT: Scope.CASES_READ,
     Action.CONSENT_READ: Scope.CASES_READ,
     Action.CONSENT_WRITE: Scope.CASES_WRITE,
     Action.FILE_WRITE: Scope.CASES_WRITE,
@@ -143,6 +145,12 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
                 return _deny("the patient withdrew consent to panel discussion: the case is frozen")
             return _deny("no consent to panel discussion is recorded for this case")
         return Decision(True, (why, "the patient consents to panel discussion"))
+
+    if action is Action.CASE_EXPORT:
+        # a whole case leaves the store: only the clinicians who hold it
+        if member in (MemberRole.OWNER, MemberRole.ASSISTANT):
+            return Decision(True, (f"{actor.name} is the case's {member.value}",))
+        return _deny("only the case's owner and assistants export it")
 
     if action in (Action.CASE_UPDATE, Action.FILE_WRITE, Action.CONSENT_WRITE, Action.CASE_SUBMIT):
         if member in (MemberRole.OWNER, MemberRole.ASSISTANT):

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from cpms_hub.domain import (
     Account,
     Case,
+    CaseContent,
     CaseDraft,
     CaseFile,
     ConsentScope,
@@ -35,6 +36,7 @@ from cpms_hub.domain import (
     ValidationError,
 )
 from cpms_hub.domain.codec import consent_to_json, content_from_json, content_to_json
+from cpms_hub.exports import fhir_bundle, phenopacket
 from cpms_hub.hubapi import HubApi, HubApiError
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
@@ -81,11 +83,14 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/cases/{case_id}/consents"),
     ("POST", "/cases/{case_id}/consents/{consent_id}/withdraw"),
     ("POST", "/cases/{case_id}/submit"),
+    ("GET", "/cases/{case_id}/export/fhir"),
+    ("GET", "/cases/{case_id}/export/phenopacket"),
     ("GET", "/accounts"),
     ("POST", "/accounts/{name}/{verb}"),
     ("GET", "/audit"),
 )
 
+_PRIVATE = {"Cache-Control": "private, no-store"}
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 410, 413, 422)}
 _ACCOUNT_VERBS = ("approve", "reject", "disable", "enable", "reset-mfa")
 
@@ -398,6 +403,32 @@ def create_app(
             ctx=ctx_of(request, actor),
         )
         return _case_out(case)
+
+    @router.get("/cases/{case_id}/export/fhir", tags=["exports"])
+    def export_fhir(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        """The case as a FHIR R4 Bundle (pseudonymised Patient, Conditions, Observations,
+        Consent, DocumentReferences); owner and assistants only."""
+        case, consents, files = store.export_view(
+            case_id,
+            fmt="fhir",
+            authorize=policy(actor, Action.CASE_EXPORT),
+            ctx=ctx_of(request, actor),
+        )
+        bundle = fhir_bundle(case, case.content or CaseContent(), consents, files)
+        return JSONResponse(bundle, media_type="application/fhir+json", headers=_PRIVATE)
+
+    @router.get("/cases/{case_id}/export/phenopacket", tags=["exports"])
+    def export_phenopacket(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        """The case as a GA4GH Phenopacket v2; owner and assistants only."""
+        case, _, files = store.export_view(
+            case_id,
+            fmt="phenopacket",
+            authorize=policy(actor, Action.CASE_EXPORT),
+            ctx=ctx_of(request, actor),
+        )
+        return JSONResponse(
+            phenopacket(case, case.content or CaseContent(), files), headers=_PRIVATE
+        )
 
     def _hub_sync(fn) -> None:  # noqa: ANN001
         if hub_api is None:

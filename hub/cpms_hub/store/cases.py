@@ -452,9 +452,7 @@ class CaseStore:
             for c in sorted(row.consents, key=lambda c: c.recorded_at)
         ]
 
-    def _store_consent(
-        self, s: Session, consent: Consent, row: ConsentRow | None
-    ) -> ConsentRow:
+    def _store_consent(self, s: Session, consent: Consent, row: ConsentRow | None) -> ConsentRow:
         cipher = self._cipher(s, consent.case_id)
         payload = json.dumps(consent_to_json(consent), separators=(",", ":"))
         if row is None:
@@ -623,6 +621,32 @@ class CaseStore:
             )
             s.flush()
             return self._decrypt_case(s, row)
+
+    def export_view(
+        self, case_id: str, *, fmt: str, authorize: Authorize, ctx: AuditContext
+    ) -> tuple[Case, list[Consent], list[CaseFile]]:
+        """Everything an export of the case needs, read in one audited transaction."""
+        with session_scope(self.sessions) as s:
+            row = self._row(s, case_id)
+            self._check(s, row, authorize, ctx, "case.export")
+            case = self._decrypt_case(s, row)
+            consents = self._consents(s, row)
+            files = [
+                self._file(s, b)
+                for b in s.scalars(
+                    select(BlobRow).where(BlobRow.case_id == case_id).order_by(BlobRow.created_at)
+                )
+            ]
+            self.audit.append(
+                s,
+                actor=ctx.actor,
+                action="case.export",
+                outcome=AuditOutcome.ALLOWED,
+                client=ctx.client,
+                case_id=case_id,
+                detail=f"format={fmt}",
+            )
+            return case, consents, files
 
     def case_ref(self, case_id: str) -> CaseRef:
         with session_scope(self.sessions) as s:
