@@ -8,6 +8,7 @@ stored record.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -94,8 +95,10 @@ def content_from_json(d: Any) -> CaseContent:
             question=d.get("question", ""),
             urgency=d.get("urgency", "routine"),
         )
-    except TypeError as exc:  # a required key is missing
-        raise ValidationError("content", f"incomplete entry ({exc.args[0].split('(')[0]})") from None
+    except TypeError as exc:  # a required key is missing; the message names it
+        missing = re.findall(r"'(\w+)'", str(exc))
+        reason = f"an entry lacks {missing[0]}" if missing else "an entry is incomplete"
+        raise ValidationError("content", reason) from None
 
 
 def consent_to_json(c: Consent) -> dict[str, Any]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import uvicorn
 from jupyterhub.services.auth import HubOAuth
 
+from cpms_hub import vocab
 from cpms_hub.hubapi import HubApi
 from cpms_hub.settings import CpmsSettings
 from cpms_hub.state import open_state
@@ -33,6 +35,8 @@ def main() -> None:
     if os.environ.get("JUPYTERHUB_API_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
         hub_api = HubApi(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     app = create_app(state, hub_auth, service_prefix=prefix, hub_api=hub_api)
+    # the ontologies load in about a second; do it now so the first keystroke is fast
+    threading.Thread(target=vocab.warm_up, name="cpms-vocab-warm-up", daemon=True).start()
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -88,6 +88,11 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/accounts"),
     ("POST", "/accounts/{name}/{verb}"),
     ("GET", "/audit"),
+    ("POST", "/vocab/hpo/search"),
+    ("GET", "/vocab/hpo/{hpo_id}"),
+    ("POST", "/vocab/orpha/search"),
+    ("POST", "/vocab/icd10/search"),
+    ("POST", "/vocab/hgvs/check"),
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -479,6 +484,10 @@ def create_app(
         ]
 
     app.include_router(router)
+    # imported here: vocab_routes takes ActorDep from this module
+    from .vocab_routes import vocab_router
+
+    app.include_router(vocab_router(api_root))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name
