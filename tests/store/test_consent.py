@@ -210,3 +210,25 @@ def test_submit_lists_every_problem_and_changes_nothing(backend: State) -> None:
     assert submitted.status is CaseStatus.SUBMITTED
     with pytest.raises(ConflictError):
         backend.cases.submit(case_id, problems=lambda *a: [], authorize=allow, ctx=CTX)
+
+
+def test_withdrawn_registry_scope_drops_the_case_from_exports(backend: State) -> None:
+    kept, dropped, never = make_case(backend), make_case(backend), make_case(backend)
+    consent(backend, kept, attach(backend, kept))
+    c = consent(backend, dropped, attach(backend, dropped))
+    consent(backend, never, attach(backend, never), scopes={ConsentScope.PANEL_DISCUSSION})
+    registries = ConsentScope.REGISTRIES
+    assert backend.cases.consented_case_ids(registries) == [kept, dropped]
+    backend.cases.withdraw_consent(
+        dropped,
+        c.id,
+        scope=registries,
+        reason="no registries",
+        on=date.today(),
+        authorize=allow,
+        ctx=CTX,
+    )
+    assert backend.cases.consented_case_ids(registries) == [kept]
+    assert backend.cases.consented_case_ids(registries, network="elsewhere") == []
+    # panel discussion is untouched by the registry withdrawal
+    assert dropped in backend.cases.consented_case_ids(ConsentScope.PANEL_DISCUSSION)

@@ -648,6 +648,22 @@ class CaseStore:
             )
             return case, consents, files
 
+    def consented_case_ids(self, scope: ConsentScope, *, network: str | None = None) -> list[str]:
+        """Cases whose latest consent record grants ``scope`` now (withdrawals applied).
+
+        Registry and network-database exports take their cases from here, so a
+        withdrawn scope drops the case from the very next export.
+        """
+        with session_scope(self.sessions, write=False) as s:
+            stmt = select(CaseRow)
+            if network is not None:
+                stmt = stmt.where(CaseRow.network == network)
+            return [
+                row.id
+                for row in s.scalars(stmt.order_by(CaseRow.created_at))
+                if scope in _ref(row).consent
+            ]
+
     def case_ref(self, case_id: str) -> CaseRef:
         with session_scope(self.sessions) as s:
             return _ref(self._row(s, case_id))
