@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+import jupyterhub
+
 from cpms_hub import hubconfig
 from cpms_hub.accounts import TEMPLATE_DIR
 from cpms_hub.domain import AccountStatus, Role
@@ -48,7 +50,9 @@ c.JupyterHub.authenticator_class = "cpms_hub.accounts.authenticator.CpmsAuthenti
 # a disabled account loses its hub session within this many seconds, and token
 # requests to the hub are refused once its auth is stale (strict)
 c.Authenticator.auth_refresh_age = int(os.environ.get("CPMS_AUTH_REFRESH_SECONDS", "30"))
-c.Authenticator.auth_refresh_strict = True
+if tuple(int(p) for p in jupyterhub.__version__.split(".")[:2]) >= (6, 1):
+    # new in 6.1; older hubs always behave strictly
+    c.Authenticator.auth_refresh_strict = True
 
 # -- roles, scopes, services ---------------------------------------------------
 hubconfig.configure(c, settings)
