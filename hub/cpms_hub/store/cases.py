@@ -195,6 +195,20 @@ class CaseStore:
             raise PermissionDeniedError("not allowed", reasons=tuple(verdict.reasons))
         return ref
 
+    def _allowed(
+        self, s: Session, ctx: AuditContext, action: str, case_id: str, *, detail: str = ""
+    ) -> None:
+        """Audit an allowed action in the transaction that carries it out."""
+        self.audit.append(
+            s,
+            actor=ctx.actor,
+            action=action,
+            outcome=AuditOutcome.ALLOWED,
+            client=ctx.client,
+            case_id=case_id,
+            detail=detail,
+        )
+
     def _deny(
         self, ctx: AuditContext, action: str, case_id: str | None, reasons: tuple[str, ...]
     ) -> None:
@@ -258,14 +272,7 @@ class CaseStore:
             )
             s.add(row)
             s.flush()
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.create",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "case.create", case_id)
             return self._decrypt_case(s, row)
 
     def read_case(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> Case:
@@ -273,14 +280,7 @@ class CaseStore:
             row = self._row(s, case_id)
             self._check(s, row, authorize, ctx, "case.read")
             case = self._decrypt_case(s, row)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.read",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "case.read", case_id)
             return case
 
     def list_cases(
@@ -298,14 +298,7 @@ class CaseStore:
                 if not authorize(_ref(row)).allowed:
                     continue
                 cases.append(self._decrypt_case(s, row))
-                self.audit.append(
-                    s,
-                    actor=ctx.actor,
-                    action="case.list",
-                    outcome=AuditOutcome.ALLOWED,
-                    client=ctx.client,
-                    case_id=row.id,
-                )
+                self._allowed(s, ctx, "case.list", row.id)
             return cases
 
     def lookup_pseudonym(
@@ -321,14 +314,7 @@ class CaseStore:
             for row in rows:
                 if authorize(_ref(row)).allowed:
                     found.append(self._decrypt_case(s, row))
-                    self.audit.append(
-                        s,
-                        actor=ctx.actor,
-                        action="case.lookup",
-                        outcome=AuditOutcome.ALLOWED,
-                        client=ctx.client,
-                        case_id=row.id,
-                    )
+                    self._allowed(s, ctx, "case.lookup", row.id)
             return found
 
     def update_case(
@@ -356,15 +342,7 @@ class CaseStore:
             row.summary_enc = cipher.encrypt(draft.clinical_summary, field="summary", **ad)
             row.updated_at = datetime.now(UTC)
             fields = [n for n, v in (("title", title), ("summary", clinical_summary)) if v]
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.update",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail="fields=" + ",".join(fields),
-            )
+            self._allowed(s, ctx, "case.update", case_id, detail="fields=" + ",".join(fields))
             s.flush()
             return self._decrypt_case(s, row)
 
@@ -381,14 +359,8 @@ class CaseStore:
                     case_id=case_id, user=user, role=role.value, added_at=datetime.now(UTC)
                 )
             )
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.member.add",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"user={user} role={role.value}",
+            self._allowed(
+                s, ctx, "case.member.add", case_id, detail=f"user={user} role={role.value}"
             )
             s.flush()
             return _ref(row)
@@ -400,15 +372,7 @@ class CaseStore:
             previous = row.status
             row.status = status.value
             row.updated_at = datetime.now(UTC)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.status",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"{previous}->{status.value}",
-            )
+            self._allowed(s, ctx, "case.status", case_id, detail=f"{previous}->{status.value}")
             s.flush()
             return _ref(row)
 
@@ -430,14 +394,7 @@ class CaseStore:
                 row.pseudonym_enc = cipher.encrypt(pseudonym, field="pseudonym", **ad)
                 row.pseudonym_bidx = self.blind_index.compute(pseudonym, purpose="pseudonym")
             row.updated_at = datetime.now(UTC)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.content",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "case.content", case_id)
             s.flush()
             return self._decrypt_case(s, row)
 
@@ -509,13 +466,11 @@ class CaseStore:
                 form_file_id=form_file_id,
             )
             self._store_consent(s, consent, None)
-            self.audit.append(
+            self._allowed(
                 s,
-                actor=ctx.actor,
-                action="consent.record",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
+                ctx,
+                "consent.record",
+                case_id,
                 detail="scopes=" + ",".join(sorted(x.value for x in consent.scopes)),
             )
             return consent
@@ -527,14 +482,7 @@ class CaseStore:
             row = self._row(s, case_id)
             self._check(s, row, authorize, ctx, "consent.read")
             consents = self._consents(s, row)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="consent.read",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "consent.read", case_id)
             return consents
 
     def withdraw_consent(
@@ -574,15 +522,7 @@ class CaseStore:
                 }
             )
             self._store_consent(s, consent, crow)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="consent.withdraw",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"scope={scope.value}",
-            )
+            self._allowed(s, ctx, "consent.withdraw", case_id, detail=f"scope={scope.value}")
             return consent
 
     def submit(
@@ -611,14 +551,7 @@ class CaseStore:
                 raise ValidationError.of(found)
             row.status = CaseStatus.SUBMITTED.value
             row.updated_at = datetime.now(UTC)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.submit",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "case.submit", case_id)
             s.flush()
             return self._decrypt_case(s, row)
 
@@ -637,15 +570,7 @@ class CaseStore:
                     select(BlobRow).where(BlobRow.case_id == case_id).order_by(BlobRow.created_at)
                 )
             ]
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.export",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"format={fmt}",
-            )
+            self._allowed(s, ctx, "case.export", case_id, detail=f"format={fmt}")
             return case, consents, files
 
     def consented_case_ids(self, scope: ConsentScope, *, network: str | None = None) -> list[str]:
@@ -723,15 +648,7 @@ class CaseStore:
                         created_at=now,
                     )
                 )
-                self.audit.append(
-                    s,
-                    actor=ctx.actor,
-                    action="file.write",
-                    outcome=AuditOutcome.ALLOWED,
-                    client=ctx.client,
-                    case_id=case_id,
-                    detail=f"file={blob_id} bytes={size}",
-                )
+                self._allowed(s, ctx, "file.write", case_id, detail=f"file={blob_id} bytes={size}")
         except BaseException:
             self.blobs.delete(blob_id)
             raise
@@ -763,14 +680,7 @@ class CaseStore:
                 select(BlobRow).where(BlobRow.case_id == case_id).order_by(BlobRow.created_at)
             ).all()
             files = [self._file(s, r) for r in rows]
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="file.list",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-            )
+            self._allowed(s, ctx, "file.list", case_id)
             return files
 
     def open_file(
@@ -785,15 +695,7 @@ class CaseStore:
                 raise NotFoundError("no such file in this case")
             meta = self._file(s, blob)
             key = self.keys.get(s, case_key_id(case_id))
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="file.read",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"file={file_id}",
-            )
+            self._allowed(s, ctx, "file.read", case_id, detail=f"file={file_id}")
         fh = self.blobs.open(file_id)
         try:
             return meta, SegmentedReader(key, fh, blob_id=file_id)
@@ -815,15 +717,7 @@ class CaseStore:
             self.keys.destroy(s, case_key_id(case_id))
             s.execute(delete(BlobRow).where(BlobRow.case_id == case_id))
             s.delete(row)
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.erase",
-                outcome=AuditOutcome.ALLOWED,
-                client=ctx.client,
-                case_id=case_id,
-                detail=f"blobs={len(blob_ids)}",
-            )
+            self._allowed(s, ctx, "case.erase", case_id, detail=f"blobs={len(blob_ids)}")
         # the key is gone, so what remains on disk is already unreadable
         for blob_id in blob_ids:
             self.blobs.delete(blob_id)
