@@ -2,8 +2,26 @@
 
 Nothing here holds a key, a database URL or a blob path: everything goes
 through :class:`CaseStoreClient`, as the logged-in user, with their own token.
+
+The widgets (:class:`CaseForm`, :class:`ConsentWidget`) are imported on first
+use, so importing the client does not load ipywidgets.
 """
+
+from typing import TYPE_CHECKING
 
 from .client import CaseStoreClient, ClientSettings
 
-__all__ = ["CaseStoreClient", "ClientSettings"]
+if TYPE_CHECKING:
+    from .widgets import CaseForm, ConsentWidget
+
+__all__ = ["CaseForm", "CaseStoreClient", "ClientSettings", "ConsentWidget"]
+
+_LAZY = {"CaseForm", "ConsentWidget"}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
+    if name in _LAZY:
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,11 @@
+"""ipywidgets views over :mod:`cpms_widgets.forms`, for clinicians' notebooks.
+
+``CaseForm`` fills, saves and submits a case; ``ConsentWidget`` shows and
+records the patient's consent. Both talk to the store only through the
+user's own :class:`cpms_widgets.CaseStoreClient`.
+"""
+
+from .case_form import CaseForm
+from .consent import ConsentWidget
+
+__all__ = ["CaseForm", "ConsentWidget"]
