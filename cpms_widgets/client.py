@@ -203,8 +203,12 @@ class CaseStoreClient:
         *,
         network: str | None = None,
         pseudonym: str | None = None,
+        content: CaseContent | None = None,
     ) -> Case:
+        """A new draft; with ``content``, created whole or not at all."""
         body: dict[str, Any] = {"title": title, "clinical_summary": clinical_summary}
+        if content is not None:
+            body["content"] = content_to_json(content)
         if network is not None:
             body["network"] = network
         if pseudonym is not None:

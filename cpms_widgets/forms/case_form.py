@@ -81,6 +81,8 @@ class CaseFormModel:
 
     def add_diagnosis(self, system: str, code: str, label: str = "", confirmed: bool = False):  # noqa: ANN201
         d = Diagnosis(system=system, code=code, label=label, confirmed=confirmed)
+        if any((x.system, x.code) == (d.system, d.code) for x in self.diagnoses):
+            raise ValidationError("diagnoses", f"{d.code} is already listed")
         self.diagnoses.append(d)
         return d
 
@@ -161,18 +163,20 @@ class CaseFormModel:
         """Create the case on first save, then keep its content up to date."""
         content = self.to_content()
         if self.case_id is None:
+            # one request: if the store refuses the content, no empty draft is left behind
             case = client.create_case(
                 self.title,
                 self.clinical_summary,
                 network=self.network or None,
                 pseudonym=self.pseudonym.strip() or None,
+                content=content,
             )
             self.case_id = case.id
         else:
             client.update_case(
                 self.case_id, title=self.title, clinical_summary=self.clinical_summary
             )
-        case = client.set_content(self.case_id, content)
+            case = client.set_content(self.case_id, content)
         self.status = case.status.value
         return case
 

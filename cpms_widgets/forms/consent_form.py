@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cpms_hub.domain import ConsentScope, ValidationError
-from cpms_hub.domain.consent import FORM_MEDIA_TYPES
+from cpms_hub.domain.consent import FORM_MEDIA_TYPES, looks_like
 
 if TYPE_CHECKING:
     from cpms_widgets.client import CaseStoreClient
@@ -60,6 +60,8 @@ class ConsentFormModel:
                 problems.append("form: must be a PDF or an image (PNG, JPEG, TIFF)")
             elif path.stat().st_size == 0:
                 problems.append("form: the file is empty")
+            elif not _looks_like(path, self.media_type()):
+                problems.append(f"form: the file's content is not {self.media_type()}")
         return problems
 
     def media_type(self) -> str:
@@ -80,6 +82,12 @@ class ConsentFormModel:
             signed_on=self.signed_on,
             form_file_id=form.id,
         )
+
+
+def _looks_like(path: Path, media_type: str) -> bool:
+    # checked before uploading, so a wrong file never reaches the case
+    with path.open("rb") as fh:
+        return looks_like(fh.read(8), media_type)
 
 
 def consent_summary(state: dict[str, Any]) -> list[str]:

@@ -138,7 +138,7 @@ def test_withdrawal_rules(backend: State) -> None:
     ("data", "media_type", "why"),
     [
         (b"hello, not a form", "text/plain", "must be one of"),
-        (b"GIF89a....", "application/pdf", "not a application/pdf"),
+        (b"GIF89a....", "application/pdf", "does not match its type application/pdf"),
     ],
 )
 def test_consent_form_must_be_a_pdf_or_image(backend: State, data, media_type, why) -> None:

@@ -223,3 +223,8 @@ class CaseContent:
             if p.hpo_id in seen:
                 raise ValidationError("phenotypes", f"{p.hpo_id} is listed twice")
             seen.add(p.hpo_id)
+        codes = set()
+        for d in self.diagnoses:
+            if (d.system, d.code) in codes:
+                raise ValidationError("diagnoses", f"{d.code} is listed twice")
+            codes.add((d.system, d.code))

@@ -36,6 +36,20 @@ class ConsentScope(StrEnum):
 MANDATORY_SCOPES = frozenset({ConsentScope.PANEL_DISCUSSION})
 FORM_MEDIA_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/tiff"})
 
+#: leading bytes of each accepted form type (PDF 1.x/2.0, PNG, JPEG/JFIF/Exif, TIFF 6.0)
+FORM_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "application/pdf": (b"%PDF-",),
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+}
+
+
+def looks_like(head: bytes, media_type: str) -> bool:
+    """Whether ``head`` (the first bytes of a file) starts like ``media_type``."""
+    prefixes = FORM_MAGIC.get(media_type)
+    return bool(prefixes) and head.startswith(prefixes)
+
 
 @dataclass(frozen=True, slots=True)
 class Withdrawal:

@@ -229,6 +229,13 @@ def create_app(
         ctx = ctx_of(request, actor)
         require(actor, Action.CASE_CREATE, ctx)
         draft = CaseDraft(body.title, body.clinical_summary, body.network)
+        content = None
+        if body.content is not None:
+            # checked before anything is written: a refused case leaves no empty draft
+            content = content_from_json(body.content.model_dump())
+            problems = vocabulary_problems(content)
+            if problems:
+                raise ValidationError.of(problems)
         case = store.create_case(
             draft,
             owner=actor.name,
@@ -236,6 +243,7 @@ def create_app(
             network=actor.network,
             ctx=ctx,
             pseudonym=body.pseudonym,
+            content=content,
         )
         return _case_out(case)
 

@@ -35,6 +35,7 @@ class CaseCreate(_In):
     clinical_summary: str = Field(default="", max_length=MAX_SUMMARY_CHARS)
     network: str | None = Field(default=None, min_length=1, max_length=200)
     pseudonym: str | None = Field(default=None, min_length=1, max_length=128)
+    content: ContentIn | None = None
 
 
 class CaseUpdate(_In):
@@ -167,3 +168,6 @@ class WithdrawIn(_In):
     scope: str
     reason: str = Field(min_length=1, max_length=1000)
     on: date | None = None
+
+
+CaseCreate.model_rebuild()

@@ -47,7 +47,7 @@ from cpms_hub.domain.codec import (
     content_from_json,
     content_to_json,
 )
-from cpms_hub.domain.consent import FORM_MEDIA_TYPES, Withdrawal
+from cpms_hub.domain.consent import FORM_MEDIA_TYPES, Withdrawal, looks_like
 
 from .audit import AuditTrail
 from .blobs import LocalBlobBackend
@@ -82,15 +82,6 @@ def _utc(dt: datetime) -> datetime:
 
 def _scopes(text: str) -> frozenset[ConsentScope]:
     return frozenset(ConsentScope(s) for s in text.split(",") if s)
-
-
-#: leading bytes of the file types a signed consent form may have
-_FORM_MAGIC = {
-    "application/pdf": (b"%PDF-",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/tiff": (b"II*\x00", b"MM\x00*"),
-}
 
 
 def _ref(row: CaseRow) -> CaseRef:
@@ -241,7 +232,11 @@ class CaseStore:
         network: str,
         ctx: AuditContext,
         pseudonym: str | None = None,
+        content: CaseContent | None = None,
     ) -> Case:
+        """A new draft owned by ``owner``; with ``content``, in the same transaction."""
+        if content is not None and content.patient is not None:
+            pseudonym = content.patient.pseudonym
         if pseudonym is not None and (not pseudonym.strip() or len(pseudonym) > 128):
             raise ValidationError("pseudonym", "must be 1-128 characters")
         case_id = str(uuid.uuid4())
@@ -270,6 +265,9 @@ class CaseStore:
             row.members.append(
                 CaseMemberRow(case_id=case_id, user=owner, role=MemberRole.OWNER, added_at=now)
             )
+            if content is not None:
+                payload = json.dumps(content_to_json(content), separators=(",", ":"))
+                row.content_enc = cipher.encrypt(payload, field="content", **ad)
             s.add(row)
             s.flush()
             self._allowed(s, ctx, "case.create", case_id)
@@ -434,8 +432,10 @@ class CaseStore:
         key = self.keys.get(s, case_key_id(case_id))
         with self.blobs.open(file_id) as fh, SegmentedReader(key, fh, blob_id=file_id) as reader:
             head = reader.read_at(0, 8)
-        if not head.startswith(_FORM_MAGIC[blob.media_type]):
-            raise ValidationError("form_file_id", f"the file is not a {blob.media_type} document")
+        if not looks_like(head, blob.media_type):
+            raise ValidationError(
+                "form_file_id", f"the file's content does not match its type {blob.media_type}"
+            )
 
     def record_consent(
         self,
