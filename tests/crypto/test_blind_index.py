@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cpms_hub.crypto import BlindIndex
 
 KEY = bytes(range(32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cpms_hub.crypto import FieldCipher, new_data_key
 from cpms_hub.domain.errors import IntegrityError
 

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from cpms_hub.crypto import Keyring, new_data_key
 from cpms_hub.domain.errors import ConfigurationError, IntegrityError, KeyUnavailableError
 

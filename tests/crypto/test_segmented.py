@@ -10,6 +10,9 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cpms_hub.crypto import (
     DEFAULT_SEGMENT_SIZE,
     HEADER_SIZE,
@@ -23,8 +26,6 @@ from cpms_hub.crypto import (
     new_data_key,
 )
 from cpms_hub.domain.errors import IntegrityError
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 KEY = new_data_key()
 BLOB = "blob-7d1e"
