@@ -1,0 +1,207 @@
+"""Whole-slide tile throughput, in process: encrypted passthrough vs OpenSlide Deep Zoom.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/slides.py [--width 40000 --height 30000 --tiles 2000]
+
+It generates an Aperio-style pyramidal TIFF (``--width`` x ``--height`` pixels, 256 px RGB
+JPEG tiles without any colour marker in the JPEG stream, as Aperio writes them, 4 levels at
+1/4 steps) in a temporary folder, encrypts it into a CPMS segmented blob (64 KiB
+segments, or ``--segment-size``), and times, on the same random tile addresses and in this
+process:
+
+* ``stored``: :meth:`SlideTileSource.tile` on a stored level (the full-resolution Deep Zoom
+  level), read from the encrypted blob - passthrough of the stored JPEG bytes, plus a
+  decode/crop/encode for the few edge tiles drawn;
+* ``deepzoom``: the usual server on the plaintext file, openslide-python's
+  ``DeepZoomGenerator.get_tile`` plus a Pillow JPEG encode (quality 90);
+* ``intermediate``: :meth:`SlideTileSource.tile` on the Deep Zoom level just below full
+  resolution (no stored level: decode four tiles, resize, encode), cold cache, against
+  ``deepzoom`` on that same level.
+
+Each path first serves a warm-up of other addresses (files and libraries warm, our tile
+cache not helping: addresses are not repeated).
+
+The last line printed is::
+
+    RESULT stored_vs_deepzoom=<x> stored_vs_ceiling=nan stored_p99_ms=<ms> \
+intermediate_vs_deepzoom=<x>
+
+``*_vs_deepzoom`` is the Deep Zoom median time per tile over ours (higher is better).
+These are IN-PROCESS figures: no HTTP. ``stored_vs_ceiling`` (over HTTP, through the real
+service, against its health route) is not measured here and printed as ``nan``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import openslide
+import tifffile
+from openslide.deepzoom import DeepZoomGenerator
+from PIL import Image
+
+from cpms_hub.crypto import DEFAULT_SEGMENT_SIZE, encrypt_file, new_data_key
+from cpms_hub.imaging import SlideTileSource
+
+TILE = 256
+BLOB = "bench-slide"
+
+
+def _strip_adobe(jpeg: bytes) -> bytes:
+    """Remove APP14 (and JFIF) markers: Aperio's RGB tiles carry neither."""
+    pos, out = 2, [jpeg[:2]]
+    while jpeg[pos] == 0xFF and jpeg[pos + 1] in (0xE0, 0xEE):
+        pos += 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+    out.append(jpeg[pos:])
+    return b"".join(out)
+
+
+def _tile_bank(count: int = 48, seed: int = 1) -> list[bytes]:
+    """Distinct tissue-like tiles (smooth colour fields plus grain), encoded once."""
+    rng = np.random.default_rng(seed)
+    bank = []
+    for _ in range(count):
+        small = rng.integers(60, 256, (6, 6, 3), dtype=np.uint8)
+        smooth = np.asarray(Image.fromarray(small).resize((TILE, TILE), Image.Resampling.BICUBIC))
+        grain = rng.integers(-10, 10, (TILE, TILE, 1), dtype=np.int16)
+        pixels = np.clip(smooth.astype(np.int16) + grain, 0, 255).astype(np.uint8)
+        jpeg = imagecodecs.jpeg8_encode(
+            pixels, level=80, colorspace="RGB", outcolorspace="RGB", subsampling=(2, 2)
+        )
+        bank.append(_strip_adobe(bytes(jpeg)))
+    return bank
+
+
+def make_slide(path: Path, width: int, height: int, levels: int = 4) -> None:
+    """Write an Aperio-style pyramid from pre-encoded tiles (nothing is re-encoded)."""
+    bank = _tile_bank()
+    header = "Aperio Image Library v12.0.15\r\n"
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in range(levels):
+            w, h = width // 4**level, height // 4**level
+            count = -(-w // TILE) * -(-h // TILE)
+
+            def tiles(n: int = count, salt: int = level) -> Iterator[bytes]:
+                for i in range(n):
+                    yield bank[(i * 7 + salt) % len(bank)]
+
+            desc = (
+                f"{header}{width}x{height} [0,0 {w}x{h}] ({TILE}x{TILE}) JPEG/RGB Q=80"
+                "|AppMag = 40|MPP = 0.2500"
+            )
+            tif.write(
+                tiles(),
+                shape=(h, w, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"outcolorspace": "RGB"},
+                subsampling=(2, 2),
+                description=desc,
+                metadata=None,
+            )
+
+
+def _time(fn: Callable[[int, int, int], object], addresses, warmup) -> list[float]:
+    for z, c, r in warmup:
+        fn(z, c, r)
+    times = []
+    for z, c, r in addresses:
+        start = time.perf_counter()
+        fn(z, c, r)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _addresses(rng: random.Random, level, n: int, warm: int) -> tuple[list, list]:
+    """Distinct addresses (no repeats, so no cache hits): ``n`` timed and ``warm`` others."""
+    total = level.columns * level.rows
+    picks = rng.sample(range(total), min(n + warm, total))
+    cells = [(level.index, i % level.columns, i // level.columns) for i in picks]
+    return cells[warm:], cells[:warm]
+
+
+def _ms(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if q < 100 else max(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=40_000)
+    parser.add_argument("--height", type=int, default=30_000)
+    parser.add_argument("--tiles", type=int, default=2000, help="timed tiles per path")
+    parser.add_argument("--segment-size", type=int, default=DEFAULT_SEGMENT_SIZE)
+    args = parser.parse_args()
+    rng = random.Random(42)
+    with tempfile.TemporaryDirectory(prefix="cpms-slides-") as tmp:
+        plain = Path(tmp) / "slide.svs"
+        blob = Path(tmp) / "slide.blob"
+        start = time.perf_counter()
+        make_slide(plain, args.width, args.height)
+        key = new_data_key()
+        with open(plain, "rb") as src, open(blob, "wb") as dst:
+            encrypt_file(key, src, dst, blob_id=BLOB, segment_size=args.segment_size)
+        print(
+            f"slide {args.width}x{args.height}, {plain.stat().st_size / 1e6:.0f} MB plaintext, "
+            f"{blob.stat().st_size / 1e6:.0f} MB encrypted ({args.segment_size // 1024} KiB "
+            f"segments), made in "
+            f"{time.perf_counter() - start:.1f} s"
+        )
+        slide = openslide.OpenSlide(plain)
+        assert slide.properties["openslide.vendor"] == "aperio", "not read as Aperio"
+        generator = DeepZoomGenerator(slide, tile_size=TILE, overlap=0, limit_bounds=False)
+
+        def deepzoom(z: int, c: int, r: int) -> bytes:
+            out = io.BytesIO()
+            generator.get_tile(z, (c, r)).save(out, "JPEG", quality=90)
+            return out.getvalue()
+
+        with open(blob, "rb") as fh, SlideTileSource.from_blob(key, fh, blob_id=BLOB) as source:
+            top = source.levels[-1]
+            below = source.levels[-2]
+            assert top.stored_level == 0 and below.stored_level is None
+            assert generator.level_dimensions == tuple(
+                (lv.width, lv.height) for lv in source.levels
+            )
+            n = args.tiles
+            stored_addr, stored_warm = _addresses(rng, top, n, 200)
+            inter_addr, inter_warm = _addresses(rng, below, n // 4, 50)
+            ours_stored = _time(source.tile, stored_addr, stored_warm)
+            dz_stored = _time(deepzoom, stored_addr, stored_warm)
+            ours_inter = _time(source.tile, inter_addr, inter_warm)
+            dz_inter = _time(deepzoom, inter_addr, inter_warm)
+
+    def line(name: str, values: list[float]) -> None:
+        med = statistics.median(values) * 1000
+        print(
+            f"{name:<30} median {med:8.3f} ms  p99 {_ms(values, 99):8.3f} ms  "
+            f"{1000 / med:10.0f} tiles/s (1 core)"
+        )
+
+    print("IN-PROCESS figures (no HTTP); full-resolution level = stored level 0:")
+    line("stored, encrypted passthrough", ours_stored)
+    line("stored, OpenSlide DeepZoom", dz_stored)
+    line("intermediate, ours (cold)", ours_inter)
+    line("intermediate, OpenSlide DZ", dz_inter)
+    stored_ratio = statistics.median(dz_stored) / statistics.median(ours_stored)
+    inter_ratio = statistics.median(dz_inter) / statistics.median(ours_inter)
+    print("stored_vs_ceiling is not measured in process (needs the HTTP service): nan")
+    print(
+        f"RESULT stored_vs_deepzoom={stored_ratio:.1f} stored_vs_ceiling=nan "
+        f"stored_p99_ms={_ms(ours_stored, 99):.3f} intermediate_vs_deepzoom={inter_ratio:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
