@@ -11,7 +11,7 @@ server's ``status`` and ``reasons``. ``repr`` never shows the token.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -41,9 +41,9 @@ from cpms_hub.domain import (
 )
 from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
 
-__all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
+from .uploads import upload_file
 
-_UPLOAD_CHUNK = 1024 * 1024
+__all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
 
 
 class StoreError(CpmsError):
@@ -327,27 +327,21 @@ class CaseStoreClient:
         *,
         media_type: str = "application/octet-stream",
         progress: Callable[[int, int], None] | None = None,
+        resume: bool = True,
     ) -> CaseFile:
-        """Stream a file into the case (encrypted by the store as it arrives)."""
-        path = Path(path)
-        total = path.stat().st_size
+        """Send a file of any size in resumable chunks; the store encrypts as they arrive.
 
-        def body() -> Iterator[bytes]:
-            sent = 0
-            with path.open("rb") as fh:
-                while chunk := fh.read(_UPLOAD_CHUNK):
-                    sent += len(chunk)
-                    yield chunk
-                    if progress:
-                        progress(sent, total)
-
-        headers = {
-            "Content-Type": media_type,
-            "Content-Length": str(total),
-            "X-CPMS-Filename": quote(path.name, safe=""),
-        }
-        data = self._request(
-            "POST", f"/cases/{quote(case_id, safe='')}/files", content=body(), headers=headers
+        An interrupted upload of the same file to the same case picks up where it
+        stopped when called again (``resume=False`` starts over).
+        """
+        data = upload_file(
+            self._http,
+            case_id,
+            path,
+            media_type=media_type,
+            progress=progress,
+            resume=resume,
+            raise_for=self._raise_for,
         )
         return _file(data)
 

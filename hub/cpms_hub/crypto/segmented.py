@@ -27,16 +27,40 @@ All segments but the last hold exactly ``segment_size`` plaintext bytes; the las
 1..segment_size bytes, or 0 only when the whole blob is empty. The layout is therefore fully
 determined by the ciphertext size, which is how :class:`SegmentedReader` finds any segment.
 
+Resuming a writer (uploads that span many requests and service restarts)
+-------------------------------------------------------------------------
+
+A writer's whole state is the header (on disk), the number of full segments already
+written, and the plaintext it holds back (at most one segment, never on disk: the last
+segment must be non-empty and only ``close()`` may flag it). :meth:`SegmentedWriter.checkpoint`
+returns the last two as a :class:`WriterCheckpoint`; the caller makes the blob file durable,
+keeps the checkpoint (the upload store keeps the tail encrypted in its database), and later
+:meth:`SegmentedWriter.resume` reopens the file and carries on as if never interrupted.
+
+Resuming re-seals segment indexes, and so nonces, that an interrupted attempt may already
+have used: with GCM, one nonce sealing two different plaintexts leaks their XOR and lets an
+attacker who sees both ciphertexts forge segments. A resumed writer therefore does not
+truncate what lies past the checkpoint; it treats those bytes as *stale* and, whenever it
+seals a segment over them, requires the new sealed bytes to equal the stale ones (GCM is
+deterministic, so the same nonce and plaintext give the same bytes; equal bytes under one
+nonce mean equal plaintext). A segment whose stale bytes authenticate under the other
+``last`` flag used a different nonce and may be replaced. Anything else raises
+:class:`~cpms_hub.domain.errors.ConflictError` before the new ciphertext reaches ``dst``:
+resending the same data resumes, sending different data for an offset already sealed is
+refused. ``close()`` truncates whatever stale bytes lie past the final segment.
+
 Errors never contain plaintext, ciphertext or key bytes; they name the blob id and the
 segment index.
 """
 
 from __future__ import annotations
 
+import hmac
 import io
 import os
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
 
@@ -45,7 +69,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from cpms_hub.domain.errors import IntegrityError
+from cpms_hub.domain.errors import ConflictError, IntegrityError
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
@@ -55,6 +79,7 @@ __all__ = [
     "TAG_SIZE",
     "SegmentedReader",
     "SegmentedWriter",
+    "WriterCheckpoint",
     "encrypt_file",
     "iter_plaintext",
 ]
@@ -175,12 +200,57 @@ def _write_all(dst: BinaryIO, data: bytes) -> None:
             view = view[dst.write(view) or 0 :]
 
 
+@dataclass(frozen=True, slots=True)
+class WriterCheckpoint:
+    """What, besides the blob file itself, a :class:`SegmentedWriter` needs to resume.
+
+    ``segments`` full segments follow the header on disk; ``tail`` is the plaintext the
+    writer still holds back (0..segment_size bytes; non-empty once any segment is written,
+    because a writer always keeps the latest data for the final segment). ``tail`` is
+    plaintext: keep it encrypted.
+    """
+
+    segment_size: int
+    segments: int
+    tail: bytes
+
+    def __post_init__(self) -> None:
+        _check_segment_size(self.segment_size)
+        if not isinstance(self.segments, int) or not 0 <= self.segments < _MAX_SEGMENTS:
+            raise ValueError("segments must be a non-negative int")
+        if len(self.tail) > self.segment_size:
+            raise ValueError("tail is longer than one segment")
+        if self.segments and not self.tail:
+            # close() would then write an empty final segment after full ones: unreadable
+            raise ValueError("a checkpoint after full segments must hold a non-empty tail")
+
+    @property
+    def plaintext_size(self) -> int:
+        """Plaintext bytes written so far (on disk and held back)."""
+        return self.segments * self.segment_size + len(self.tail)
+
+    @property
+    def stored_size(self) -> int:
+        """Length of the blob file the checkpoint describes (header and full segments)."""
+        return HEADER_SIZE + self.segments * (self.segment_size + TAG_SIZE)
+
+    def __repr__(self) -> str:
+        # never the tail: it is plaintext
+        return (
+            f"WriterCheckpoint(segment_size={self.segment_size}, segments={self.segments}, "
+            f"tail=<{len(self.tail)} bytes>)"
+        )
+
+
 class SegmentedWriter:
     """Encrypts a stream into a segmented blob, buffering at most one segment.
 
     Use as a context manager. ``close()`` writes the final segment; if the ``with`` block
     raises, the blob is left *without* its final segment (see :meth:`abort`) so that a
     half-written blob can never pass as a complete one. ``dst`` is not closed.
+
+    A writer can be suspended with :meth:`checkpoint` and continued, in another request or
+    process, with :meth:`resume` (see the module documentation).
     """
 
     def __init__(
@@ -192,13 +262,64 @@ class SegmentedWriter:
         segment_size: int = DEFAULT_SEGMENT_SIZE,
     ) -> None:
         self._cipher = _BlobCipher.create(data_key, blob_id, segment_size)
-        self._segment_size = segment_size
-        self._dst = dst
-        self._buffer = bytearray()
-        self._index = 0
-        self._plaintext_size = 0
-        self._closed = False
+        self._setup(dst, index=0, tail=b"", position=HEADER_SIZE, stale_end=0)
         _write_all(dst, self._cipher.header)
+
+    def _setup(
+        self, dst: BinaryIO, *, index: int, tail: bytes, position: int, stale_end: int
+    ) -> None:
+        self._segment_size = self._cipher.segment_size
+        self._dst = dst
+        self._buffer = bytearray(tail)
+        self._index = index
+        self._plaintext_size = index * self._segment_size + len(tail)
+        self._closed = False
+        # file offset of the next segment, and the end of the bytes a previous, interrupted
+        # attempt left there (0 for a fresh writer): below it every seal is checked
+        self._position = position
+        self._stale_end = stale_end
+
+    @classmethod
+    def resume(
+        cls,
+        data_key: bytes,
+        dst: BinaryIO,
+        *,
+        blob_id: str,
+        checkpoint: WriterCheckpoint,
+    ) -> SegmentedWriter:
+        """Continue the blob in ``dst`` from ``checkpoint``.
+
+        ``dst`` must be readable, writable and seekable (a file opened ``"r+b"``) and hold
+        the blob from offset 0. The header is read back from it, and the last full segment
+        before the checkpoint is authenticated, so a wrong key or blob id, a tampered header
+        or a file shorter than the checkpoint fail here (IntegrityError) rather than at
+        read time. Bytes past the checkpoint are kept as stale (see the module docs).
+        """
+        dst.seek(0)
+        header = _read_up_to(dst, HEADER_SIZE)
+        cipher = _BlobCipher(data_key, blob_id, header)
+        if cipher.segment_size != checkpoint.segment_size:
+            raise IntegrityError(f"blob {blob_id!r}: segment size differs from the checkpoint")
+        stale_end = dst.seek(0, io.SEEK_END)
+        position = checkpoint.stored_size
+        if stale_end < position:
+            raise IntegrityError(f"blob {blob_id!r} is shorter than its checkpoint")
+        if checkpoint.segments:
+            stored = cipher.segment_size + TAG_SIZE
+            dst.seek(position - stored)
+            cipher.open(checkpoint.segments - 1, _read_up_to(dst, stored), False)
+        dst.seek(position)
+        writer = cls.__new__(cls)
+        writer._cipher = cipher
+        writer._setup(
+            dst,
+            index=checkpoint.segments,
+            tail=checkpoint.tail,
+            position=position,
+            stale_end=stale_end if stale_end > position else 0,
+        )
+        return writer
 
     @property
     def plaintext_size(self) -> int:
@@ -208,6 +329,20 @@ class SegmentedWriter:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def header(self) -> bytes:
+        return self._cipher.header
+
+    def checkpoint(self) -> WriterCheckpoint:
+        """The state to :meth:`resume` from; flushes ``dst`` (making it durable is the
+        caller's part: fsync before recording the checkpoint)."""
+        if self._closed:
+            raise ValueError("checkpoint of a closed SegmentedWriter")
+        flush = getattr(self._dst, "flush", None)
+        if flush is not None:
+            flush()
+        return WriterCheckpoint(self._segment_size, self._index, bytes(self._buffer))
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Encrypt ``data``; full segments are emitted as soon as more data follows them."""
@@ -244,14 +379,55 @@ class SegmentedWriter:
     def _emit(self, plaintext: bytes | bytearray | memoryview, *, last: bool) -> None:
         if self._index >= _MAX_SEGMENTS:
             raise ValueError(f"blob {self._cipher.blob_id!r} exceeds the maximum size")
-        _write_all(self._dst, self._cipher.seal(self._index, plaintext, last))
+        sealed = self._cipher.seal(self._index, plaintext, last)
+        if self._position < self._stale_end:
+            self._check_stale(sealed, last)
+        _write_all(self._dst, sealed)
         self._index += 1
+        self._position += len(sealed)
+
+    def _check_stale(self, sealed: bytes, last: bool) -> None:
+        """Refuse to seal over stale bytes unless that cannot reuse a nonce (module docs)."""
+        dst = self._dst
+        stored = self._segment_size + TAG_SIZE
+        dst.seek(self._position)
+        stale = _read_up_to(dst, min(stored, self._stale_end - self._position))
+        dst.seek(self._position)
+        common = min(len(stale), len(sealed))
+        if hmac.compare_digest(stale[:common], sealed[:common]):
+            return
+        # Different bytes. Harmless only if the stale segment was sealed under the other
+        # last flag, i.e. another nonce: a non-final segment is always full length, a
+        # final one is whatever remains of the stale bytes. Torn or foreign bytes are
+        # refused: we cannot tell which nonce sealed them.
+        if last:
+            other = stale if len(stale) == stored else b""
+        else:
+            other = stale
+        if len(other) >= TAG_SIZE:
+            try:
+                self._cipher.open(self._index, other, not last)
+            except IntegrityError:
+                pass
+            else:
+                return
+        raise ConflictError(
+            f"blob {self._cipher.blob_id!r}: segment {self._index} was sealed before with "
+            "other content; resuming must resend the same data (nonce reuse refused)"
+        )
 
     def close(self) -> None:
         """Write the final segment (with the last flag) and flush ``dst``."""
         if self._closed:
             return
-        self._emit(self._buffer, last=True)
+        try:
+            self._emit(self._buffer, last=True)
+            if self._stale_end > self._position:
+                # stale segments past the end would make the blob unreadable
+                self._dst.truncate(self._position)
+        except BaseException:
+            self.abort()
+            raise
         self._buffer = bytearray()
         self._closed = True
         flush = getattr(self._dst, "flush", None)

@@ -41,6 +41,7 @@ from cpms_hub.hubapi import HubApi, HubApiError
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext, session_scope
+from cpms_hub.store.uploads import CHUNK_SIZE, UploadStore
 
 from .auth import XSRF_COOKIE, Authenticator
 from .clinical_checks import submission_problems, vocabulary_problems
@@ -60,6 +61,7 @@ from .models import (
     PseudonymLookup,
     WithdrawIn,
 )
+from .upload_routes import CHUNK_ROUTE_SUFFIX, upload_router
 
 __all__ = ["create_app", "ROUTES_DOC"]
 
@@ -78,6 +80,12 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/files"),
     ("POST", "/cases/{case_id}/files"),
     ("GET", "/cases/{case_id}/files/{file_id}"),
+    ("POST", "/cases/{case_id}/uploads"),
+    ("GET", "/cases/{case_id}/uploads/{upload_id}"),
+    ("HEAD", "/cases/{case_id}/uploads/{upload_id}"),
+    ("DELETE", "/cases/{case_id}/uploads/{upload_id}"),
+    ("PUT", "/cases/{case_id}/uploads/{upload_id}/chunk"),
+    ("POST", "/cases/{case_id}/uploads/{upload_id}/complete"),
     ("PUT", "/cases/{case_id}/content"),
     ("GET", "/cases/{case_id}/consents"),
     ("POST", "/cases/{case_id}/consents"),
@@ -93,6 +101,13 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/vocab/orpha/search"),
     ("POST", "/vocab/icd10/search"),
     ("POST", "/vocab/hgvs/check"),
+    ("GET", "/cases/{case_id}/slides"),
+    ("POST", "/cases/{case_id}/slides"),
+    ("POST", "/cases/{case_id}/slides/{slide_id}/grant"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/dzi"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/properties"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/associated"),
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -158,14 +173,21 @@ ActorDep = Annotated[Actor, Depends(current_actor)]
 class _BodyLimit:
     """Refuse bodies over the limit with 413 before reading them (pure ASGI)."""
 
-    def __init__(self, app, *, json_limit: int, file_limit: int) -> None:  # noqa: ANN001
+    def __init__(self, app, *, json_limit: int, file_limit: int, chunk_limit: int) -> None:  # noqa: ANN001
         self.app = app
         self.json_limit = json_limit
         self.file_limit = file_limit
+        self.chunk_limit = chunk_limit
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
-            limit = self.file_limit if scope["path"].endswith("/files") else self.json_limit
+            path = scope["path"]
+            if path.endswith("/files"):
+                limit = self.file_limit
+            elif scope["method"] == "PUT" and path.endswith(CHUNK_ROUTE_SUFFIX):
+                limit = self.chunk_limit
+            else:
+                limit = self.json_limit
             length = dict(scope["headers"]).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 resp = error_response(
@@ -496,6 +518,11 @@ def create_app(
     from .vocab_routes import vocab_router
 
     app.include_router(vocab_router(api_root))
+    uploads = UploadStore(state.sessions, state.keys, store.blobs, state.audit)
+    app.include_router(upload_router(api_root, uploads, policy=policy, ctx_of=ctx_of))
+    from .slide_routes import slide_router
+
+    app.include_router(slide_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name
@@ -531,6 +558,9 @@ def create_app(
         return error_response(404, "not found", ["no such route"])
 
     app.add_middleware(
-        _BodyLimit, json_limit=state.settings.max_body_bytes, file_limit=max_file_bytes
+        _BodyLimit,
+        json_limit=state.settings.max_body_bytes,
+        file_limit=max_file_bytes,
+        chunk_limit=CHUNK_SIZE,
     )
     return app
