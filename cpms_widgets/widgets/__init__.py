@@ -1,11 +1,13 @@
 """ipywidgets views over :mod:`cpms_widgets.forms`, for clinicians' notebooks.
 
 ``CaseForm`` fills, saves and submits a case; ``ConsentWidget`` shows and
-records the patient's consent. Both talk to the store only through the
+records the patient's consent; ``AttachmentsWidget`` attaches files of any
+size with a progress bar. All talk to the store only through the
 user's own :class:`cpms_widgets.CaseStoreClient`.
 """
 
+from .attachments import AttachmentsWidget
 from .case_form import CaseForm
 from .consent import ConsentWidget
 
-__all__ = ["CaseForm", "ConsentWidget"]
+__all__ = ["AttachmentsWidget", "CaseForm", "ConsentWidget"]
