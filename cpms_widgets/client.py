@@ -360,6 +360,36 @@ class CaseStoreClient:
                     fh.write(chunk)
         return dest
 
+    # -- whole-slide images ------------------------------------------------
+
+    def import_slide(self, case_id: str, file_id: str) -> dict[str, Any]:
+        """De-identify an uploaded Aperio SVS (``upload(...)`` first) into a slide.
+
+        The store deletes the original upload (it holds the slide label); the
+        result's ``report`` names the removed images and header fields.
+        """
+        return self._request(
+            "POST", f"/cases/{quote(case_id, safe='')}/slides", json={"file_id": file_id}
+        )
+
+    def list_slides(self, case_id: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/cases/{quote(case_id, safe='')}/slides")
+
+    def slide_grant(self, case_id: str, slide_id: str) -> dict[str, Any]:
+        """A short-lived grant for a browser viewer: ``{grant, header, expires_at, dzi_url,
+        tiles_url}``. The viewer sends ``grant`` in the ``X-CPMS-Grant`` header, never in
+        a URL."""
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/grant"
+        return self._request("POST", path)
+
+    def slide_properties(self, case_id: str, slide_id: str) -> dict[str, Any]:
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/properties"
+        return self._request("GET", path)
+
+    def slide_associated(self, case_id: str, slide_id: str) -> list[str]:
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/associated"
+        return self._request("GET", path)
+
     # -- exports -----------------------------------------------------------
 
     def export_fhir(self, case_id: str) -> dict[str, Any]:

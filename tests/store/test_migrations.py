@@ -99,6 +99,7 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "audit_head",
             "consents",
             "uploads",
+            "slides",
         }
     )
     for table in model:

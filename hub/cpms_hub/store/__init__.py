@@ -23,3 +23,6 @@ __all__ = [
     "session_scope",
     "verify_chain",
 ]
+
+# registers SlideRow on Base (imported last: slides builds on the modules above)
+from . import slides as slides  # noqa: E402

@@ -1,0 +1,374 @@
+"""HTTP routes of whole-slide images (under ``/cases/{case_id}/slides``).
+
+* ``POST .../slides`` ``{"file_id"}`` de-identifies an uploaded Aperio SVS into a slide
+  (:meth:`SlideStore.import_slide <cpms_hub.store.slides.SlideStore.import_slide>`; the
+  original upload is deleted) and returns it with the import report: *names* of the
+  removed images and header fields, never their values. Authorised as ``FILE_WRITE``.
+* ``GET .../slides``, ``GET .../slides/{slide_id}/properties`` and ``.../associated``
+  use the normal token/cookie authentication and ``FILE_READ``.
+* ``POST .../slides/{slide_id}/grant`` (``FILE_READ``: consent and membership rules
+  apply) returns a short-lived grant for this user, case and slide (:mod:`.grants`), plus
+  the Deep Zoom URLs. The viewer in the browser sends it in ``X-CPMS-Grant`` to
+  ``GET .../dzi`` and ``GET .../tiles/{level}/{col}_{row}.jpeg``.
+
+Trade-off of the tile routes (the hot path: a viewer fetches hundreds of tiles a minute):
+they do **no database access per tile**. The HMAC grant, issued after a full policy
+decision, is taken as proof of authorisation for its lifetime (``ttl``, 5 minutes by
+default). So a withdrawn consent, a removed panel member or an erased case stops new
+grants at once, but an already issued grant keeps working until it expires, and an open
+slide (which holds the case's data key in memory) stays in the bounded LRU until evicted.
+Each grant is audited once (``slide.view``, on its first use), not once per tile; the
+set of grant nonces already seen is bounded, so after very many grants an old one may be
+audited a second time - never less than once. Requests with a bad grant are refused with
+401 without touching the database (they carry no identity worth auditing, and writing
+for them would let anyone load the audit log).
+
+Tile responses are ``Cache-Control: private, max-age=3600`` (a slide id's tiles never
+change: a re-import makes a new slide) with ``Vary: X-CPMS-Grant``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from cpms_hub.domain import CpmsError
+from cpms_hub.imaging import SlideTileSource, UnsupportedFormatError, deidentify_svs
+from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.state import State
+from cpms_hub.store.cases import AuditContext, Authorize
+from cpms_hub.store.database import session_scope
+from cpms_hub.store.slides import Slide, SlideStore
+
+from .errors import error_response
+from .grants import GRANT_HEADER, GrantClaims, GrantIssuer, grant_secret
+from .models import ErrorOut
+
+__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router"]
+
+log = logging.getLogger("cpms.store")
+
+#: the routes this module adds (method, path below the API root), for ``ROUTES_DOC``
+SLIDE_ROUTES_DOC: tuple[tuple[str, str], ...] = (
+    ("GET", "/cases/{case_id}/slides"),
+    ("POST", "/cases/{case_id}/slides"),
+    ("POST", "/cases/{case_id}/slides/{slide_id}/grant"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/dzi"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/properties"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/associated"),
+)
+
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 410, 413, 415, 422)}
+_PRIVATE = {"Cache-Control": "private, no-store"}
+#: tiles of one slide id never change, so the browser may keep them; per grant (Vary)
+_TILE_HEADERS = {
+    "Cache-Control": "private, max-age=3600",
+    "Vary": GRANT_HEADER,
+    "X-Content-Type-Options": "nosniff",
+}
+#: nonces of grants already audited; ~100 bytes each, so about 10 MB at most
+_MAX_SEEN_NONCES = 100_000
+
+
+class SlideImportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str = Field(min_length=1, max_length=36)
+
+
+async def _actor(request: Request) -> Actor:
+    # the same dependency as the app's ActorDep (not imported: app.py imports this module)
+    return await request.app.state.cpms_auth.actor(request)
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]
+
+
+class _Allowed:
+    """The verdict for a grant-authorised open: the grant came from a policy decision."""
+
+    allowed = True
+    reasons: tuple[str, ...] = ()
+
+
+class _Entry:
+    """An open slide in the LRU; closed when evicted and no request is using it."""
+
+    __slots__ = ("source", "users", "evicted")
+
+    def __init__(self, source: SlideTileSource) -> None:
+        self.source = source
+        self.users = 0
+        self.evicted = False
+
+
+class _OpenSlides:
+    """A bounded LRU of open tile sources, so tile requests do not reopen the TIFF."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def acquire(self, slide_id: str, opener: Callable[[], SlideTileSource]) -> _Entry:
+        with self._lock:
+            entry = self._entries.get(slide_id)
+            if entry is not None:
+                self._entries.move_to_end(slide_id)
+                entry.users += 1
+                return entry
+        # opened outside the lock: opening reads the TIFF directories (milliseconds)
+        source = opener()
+        with self._lock:
+            entry = self._entries.get(slide_id)
+            if entry is not None:  # another request opened it meanwhile
+                source.close()
+            else:
+                entry = self._entries[slide_id] = _Entry(source)
+                while len(self._entries) > self._size:
+                    _, old = self._entries.popitem(last=False)
+                    old.evicted = True
+                    if old.users == 0:
+                        old.source.close()
+            self._entries.move_to_end(slide_id)
+            entry.users += 1
+            return entry
+
+    def release(self, entry: _Entry) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                entry.source.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for entry in self._entries.values():
+                entry.evicted = True
+                if entry.users == 0:
+                    entry.source.close()
+            self._entries.clear()
+
+
+def _slide_out(slide: Slide) -> dict:
+    return {
+        "id": slide.id,
+        "case_id": slide.case_id,
+        "file_id": slide.blob_id,
+        "source_file_id": slide.source_file_id,
+        "width": slide.width,
+        "height": slide.height,
+        "mpp": slide.mpp,
+        "levels": slide.levels,
+        "created_by": slide.created_by,
+        "created_at": slide.created_at.isoformat(),
+        "report": {
+            "kept_images": list(slide.kept_images),
+            "removed_images": list(slide.removed_images),
+            "removed_fields": list(slide.removed_fields),
+        },
+    }
+
+
+def properties_of(src: SlideTileSource) -> dict:
+    """The JSON-ready properties of an open slide: nothing identifying."""
+    p = src.properties
+    return {
+        "width": p.width,
+        "height": p.height,
+        "mpp": p.microns_per_pixel,
+        "objective_power": p.objective_power,
+        "tile_size": p.tile_size,
+        "stored_levels": [list(wh) for wh in p.stored_levels],
+        "deepzoom_levels": len(src.levels),
+        "deidentified": p.deidentified,
+    }
+
+
+def slide_router(
+    api_root: str,
+    state: State,
+    *,
+    grant_ttl: int = 300,
+    open_slides: int = 8,
+) -> APIRouter:
+    """The slide routes over ``state``; grants are keyed from its keyring."""
+    router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
+    slides = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
+    issuer = GrantIssuer(grant_secret(state.keyring), ttl=grant_ttl)
+    cache = _OpenSlides(open_slides)
+    seen: OrderedDict[str, None] = OrderedDict()
+    seen_lock = threading.Lock()
+
+    def ctx_of(request: Request, actor_name: str) -> AuditContext:
+        return AuditContext(actor=actor_name, client=request.client.host if request.client else "")
+
+    def policy(actor: Actor, action: Action) -> Authorize:
+        return lambda ref: decide(actor, action, ref)
+
+    def base(case_id: str, slide_id: str) -> str:
+        return f"{api_root}/cases/{case_id}/slides/{slide_id}"
+
+    def granted(request: Request, case_id: str, slide_id: str) -> GrantClaims:
+        """Verify the grant; the first use of each grant writes one ``slide.view``."""
+        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, slide_id)
+        with seen_lock:
+            fresh = claims.nonce not in seen
+            if fresh:
+                seen[claims.nonce] = None
+                while len(seen) > _MAX_SEEN_NONCES:
+                    seen.popitem(last=False)
+        if fresh:
+            try:
+                with session_scope(state.sessions) as s:
+                    state.audit.append(
+                        s,
+                        actor=claims.user,
+                        action="slide.view",
+                        outcome="allowed",
+                        client=request.client.host if request.client else "",
+                        case_id=case_id,
+                        detail=f"slide={slide_id} grant={claims.nonce}",
+                    )
+            except BaseException:
+                # this request fails and the nonce is forgotten, so a later request with
+                # the grant writes the entry (requests racing this one are served meanwhile)
+                with seen_lock:
+                    seen.pop(claims.nonce, None)
+                raise
+        return claims
+
+    def source_for(request: Request, claims: GrantClaims, case_id: str, slide_id: str) -> _Entry:
+        def opener() -> SlideTileSource:
+            return slides.open_tiles(
+                case_id,
+                slide_id,
+                authorize=lambda _ref: _Allowed(),
+                ctx=ctx_of(request, claims.user),
+            )
+
+        # keyed by case too: a grant for (case X, slide S) must not reach another case's S
+        return cache.acquire(f"{case_id}/{slide_id}", opener)
+
+    @router.post("/cases/{case_id}/slides", status_code=201, response_model=None)
+    def import_slide(
+        case_id: str, body: SlideImportIn, request: Request, actor: ActorDep
+    ) -> dict | JSONResponse:
+        """De-identify an uploaded Aperio SVS into a slide; the original upload is deleted."""
+        try:
+            slide = slides.import_slide(
+                case_id,
+                body.file_id,
+                authorize=policy(actor, Action.FILE_WRITE),
+                ctx=ctx_of(request, actor.name),
+            )
+        except UnsupportedFormatError as exc:
+            # a well-formed file of another kind: the client's choice, not a server fault
+            return error_response(415, "unsupported slide format", exc.reasons)
+        return _slide_out(slide)
+
+    @router.get("/cases/{case_id}/slides")
+    def list_slides(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
+        found = slides.list_slides(
+            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor.name)
+        )
+        return [_slide_out(s) for s in found]
+
+    @router.post("/cases/{case_id}/slides/{slide_id}/grant")
+    def grant(case_id: str, slide_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        """A short-lived grant for this user to view this slide (send it in X-CPMS-Grant)."""
+        slides.get_slide(
+            case_id,
+            slide_id,
+            authorize=policy(actor, Action.FILE_READ),
+            ctx=ctx_of(request, actor.name),
+            action="slide.grant",
+        )
+        token = issuer.issue(actor.name, case_id, slide_id)
+        expires = datetime.fromtimestamp(issuer.expires_at(token), UTC)
+        body = {
+            "grant": token,
+            "header": GRANT_HEADER,
+            "expires_at": expires.isoformat(),
+            "dzi_url": base(case_id, slide_id) + "/dzi",
+            "tiles_url": base(case_id, slide_id) + "/tiles/",
+        }
+        # no-store: a grant is a credential and must not sit in any cache
+        return JSONResponse(body, headers=_PRIVATE)
+
+    @router.get("/cases/{case_id}/slides/{slide_id}/dzi")
+    def dzi(case_id: str, slide_id: str, request: Request) -> Response:
+        """The Deep Zoom descriptor; needs a grant in X-CPMS-Grant."""
+        claims = granted(request, case_id, slide_id)
+        entry = source_for(request, claims, case_id, slide_id)
+        try:
+            xml = entry.source.dzi()
+        finally:
+            cache.release(entry)
+        return Response(xml, media_type="application/xml", headers=_TILE_HEADERS)
+
+    @router.get("/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg")
+    def tile(case_id: str, slide_id: str, level: int, col: int, row: int, request: Request):  # noqa: ANN201
+        """One Deep Zoom tile; needs a grant in X-CPMS-Grant. No database access once the
+        grant has been seen (see the module documentation for the trade-off)."""
+        claims = granted(request, case_id, slide_id)
+        entry = source_for(request, claims, case_id, slide_id)
+        try:
+            data, media_type = entry.source.tile(level, col, row)
+        except CpmsError:
+            raise  # NotFound → 404, IntegrityError → 500, in the one error shape
+        except Exception as exc:  # a damaged tile must fail alone, never the service
+            log.error(
+                "tile %s/%s/%s of slide %s failed: %s",
+                level,
+                col,
+                row,
+                slide_id,
+                type(exc).__name__,
+            )
+            return error_response(500, "internal error", ["the tile could not be read"])
+        finally:
+            cache.release(entry)
+        return Response(data, media_type=media_type, headers=_TILE_HEADERS)
+
+    @router.get("/cases/{case_id}/slides/{slide_id}/properties")
+    def properties(case_id: str, slide_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        """Dimensions, resolution, levels and objective power; nothing identifying."""
+        slide = slides.get_slide(
+            case_id,
+            slide_id,
+            authorize=policy(actor, Action.FILE_READ),
+            ctx=ctx_of(request, actor.name),
+        )
+        entry = cache.acquire(
+            f"{case_id}/{slide_id}",
+            lambda: slides.open_tiles(
+                case_id, slide_id, authorize=lambda _r: _Allowed(), ctx=ctx_of(request, actor.name)
+            ),
+        )
+        try:
+            props = properties_of(entry.source)
+        finally:
+            cache.release(entry)
+        props["associated_images"] = list(slide.kept_images)
+        return JSONResponse(props, headers=_PRIVATE)
+
+    @router.get("/cases/{case_id}/slides/{slide_id}/associated")
+    def associated(case_id: str, slide_id: str, request: Request, actor: ActorDep) -> list[str]:
+        """Names of the associated images left after de-identification (the thumbnail)."""
+        return slides.associated(
+            case_id,
+            slide_id,
+            authorize=policy(actor, Action.FILE_READ),
+            ctx=ctx_of(request, actor.name),
+        )
+
+    return router
