@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from cpms_hub.domain import AccountRequest, CpmsError, Role
@@ -212,6 +213,19 @@ def cmd_erase(args: argparse.Namespace, settings: CpmsSettings) -> int:
     return 0
 
 
+def cmd_purge_uploads(args: argparse.Namespace, settings: CpmsSettings) -> int:
+    state = open_state(settings)
+    try:
+        removed = state.uploads.purge(
+            idle_for=timedelta(days=args.idle_days),
+            ctx=AuditContext(actor="cpms-admin", client="cli"),
+        )
+    finally:
+        state.close()
+    print(f"{removed} idle or orphaned uploads removed")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: CpmsSettings) -> int:
     from cpms_hub.demo import seed
 
@@ -277,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("case_id")
     e.add_argument("--by", default="cpms-admin")
     e.set_defaults(fn=cmd_erase)
+
+    pu = sub.add_parser(
+        "purge-uploads", help="remove uploads idle for days and partial files left by erasure"
+    )
+    pu.add_argument("--idle-days", type=float, default=7.0)
+    pu.set_defaults(fn=cmd_purge_uploads)
 
     sub.add_parser("demo", help="init and seed demo accounts and synthetic cases").set_defaults(
         fn=cmd_demo

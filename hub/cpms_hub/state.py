@@ -54,6 +54,14 @@ class State:
             self._accounts = AccountRegistry(self.sessions, self.keys, self.audit)
         return self._accounts
 
+    @property
+    def uploads(self):  # noqa: ANN201 - an UploadStore
+        if not hasattr(self, "_uploads"):
+            from .store.uploads import UploadStore
+
+            self._uploads = UploadStore(self.sessions, self.keys, self.cases.blobs, self.audit)
+        return self._uploads
+
     def rotate_keys(self) -> int:
         """New primary KEK in the key file; every data key re-wrapped under it."""
         Keyring.rotate(self.settings.key_file)

@@ -687,3 +687,24 @@ def test_media_type_parameters_are_dropped_and_chunk_size_is_whole_segments(
     assert f.media_type == "text/plain"
     with pytest.raises(ValueError):
         store_of(backend, chunk_size=CHUNK + 1)
+
+
+def test_cpms_admin_purge_uploads(backend: State, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpms_hub import admin
+
+    for name, value in (
+        ("CPMS_STATE_DIR", backend.settings.state_dir),
+        ("CPMS_DB_URL", backend.settings.db_url),
+        ("CPMS_KEY_FILE", backend.settings.key_file),
+        ("CPMS_BLOB_DIR", backend.settings.blob_dir),
+    ):
+        monkeypatch.setenv(name, value)
+    case_id = new_case(backend)
+    started = begin(backend.uploads, case_id, 10)
+    put(backend.uploads, case_id, started.id, 0, payload(10))
+    # a fresh upload survives the default of seven idle days
+    assert admin.main(["purge-uploads"]) == 0
+    assert upload_row(backend, started.id) is not None
+    assert admin.main(["purge-uploads", "--idle-days", "0"]) == 0
+    assert upload_row(backend, started.id) is None
+    assert not (backend.uploads.partial_dir / f"{started.id}.part").exists()

@@ -41,7 +41,7 @@ from cpms_hub.hubapi import HubApi, HubApiError
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext, session_scope
-from cpms_hub.store.uploads import CHUNK_SIZE, UploadStore
+from cpms_hub.store.uploads import CHUNK_SIZE
 
 from .auth import XSRF_COOKIE, Authenticator
 from .clinical_checks import submission_problems, vocabulary_problems
@@ -518,8 +518,7 @@ def create_app(
     from .vocab_routes import vocab_router
 
     app.include_router(vocab_router(api_root))
-    uploads = UploadStore(state.sessions, state.keys, store.blobs, state.audit)
-    app.include_router(upload_router(api_root, uploads, policy=policy, ctx_of=ctx_of))
+    app.include_router(upload_router(api_root, state.uploads, policy=policy, ctx_of=ctx_of))
     from .slide_routes import slide_router
 
     app.include_router(slide_router(api_root, state))
