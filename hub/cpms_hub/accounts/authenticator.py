@@ -153,8 +153,10 @@ class CpmsAuthenticator(Authenticator):
                 self.get_registry().authenticate, name, password, code, client=client
             )
         except CpmsError as exc:
-            # e.g. a TOTP secret that fails to decrypt: refuse, and tell the operator only
-            self.log.error("CPMS login for %r failed: %s", name[:32], exc)
+            # e.g. a TOTP secret that fails to decrypt: refuse, and tell the operator only;
+            # a name that is not well formed may be a password typed into the wrong box
+            shown = name if USERNAME_PATTERN.match(name) else "-invalid-"
+            self.log.error("CPMS login for %r failed: %s", shown, type(exc).__name__)
             return None
         if account is None:
             return None
