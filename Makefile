@@ -7,7 +7,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test setup lint bench clean
 
-setup: $(STAMPS)/python $(STAMPS)/node
+VIEWERS := cpms_widgets/viewers/static/slide_viewer.js
+
+setup: $(STAMPS)/python $(STAMPS)/node $(VIEWERS)
 
 $(STAMPS)/python: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
@@ -19,6 +21,10 @@ $(STAMPS)/python: pyproject.toml constraints.txt
 $(STAMPS)/node: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@mkdir -p $(STAMPS) && touch $@
+
+# the notebook viewers' front end: js/ bundled with OpenSeadragon into one ESM (not in git)
+cpms_widgets/viewers/static/slide_viewer.js: js/slide_viewer.js $(STAMPS)/node
+	node_modules/.bin/esbuild js/slide_viewer.js --bundle --format=esm --minify --outfile=$@
 
 demo: setup
 	$(VENV)/bin/cpms-admin demo
