@@ -31,7 +31,8 @@ from tests.integration.test_accounts_browser import (
     _unique,
     _wait_for_lab,
 )
-from tests.integration.test_submission import tiny_pdf
+from tests.jupyterlab import run_all
+from tests.samples import tiny_pdf
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -81,41 +82,6 @@ def _lab_settings(page, deployment, name: str, plugin: str, settings: dict) -> N
     assert resp.ok, (plugin, resp.status, resp.text())
 
 
-def _kernel_ready(page, deployment, name: str) -> None:
-    """Wait until the notebook's kernel is started, connected and idle."""
-    deadline = time.monotonic() + KERNEL_TIMEOUT_MS / 1000
-    sessions_url = f"{deployment.url}/user/{name}/api/sessions"
-    while True:
-        sessions = page.request.get(sessions_url).json()
-        if any(
-            s["path"] == NOTEBOOK and s["kernel"]["execution_state"] == "idle" for s in sessions
-        ):
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"the notebook's kernel did not start: {sessions}")
-        page.wait_for_timeout(500)
-    # and the page is connected to it (the status bar names the kernel and its state)
-    expect(
-        page.locator(".jp-StatusBar-Widget", has_text="Python 3 (ipykernel) | Idle")
-    ).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-
-
-def _run_all(page, deployment, name: str) -> None:
-    """Run > Run All Cells, once the kernel is up (before that, JupyterLab asks for a kernel)."""
-    for _ in range(3):
-        _kernel_ready(page, deployment, name)
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-        form = page.locator(".cpms-case-form")
-        expect(dialog.or_(form).first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-        if not dialog.is_visible():
-            return
-        # the kernel was not ready after all: take the notebook's own and run again
-        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
-    pytest.fail("JupyterLab kept asking for a kernel")
-
-
 def _step(page, tmp_path: Path, name: str, timings: dict, start: float) -> None:
     timings[name] = round(time.monotonic() - start, 1)
     page.screenshot(path=str(tmp_path / f"{len(timings):02d}-{name}.png"), full_page=False)
@@ -153,7 +119,9 @@ def test_clinician_fills_saves_consents_and_submits_in_jupyterlab(deployment, pa
         page.goto(f"{deployment.url}/user/{name}/lab/tree/{NOTEBOOK}")
         notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
         expect(notebook).to_be_visible(timeout=LAB_TIMEOUT_MS)
-        _run_all(page, deployment, name)
+        run_all(
+            page, deployment, name, NOTEBOOK, page.locator(".cpms-case-form"), KERNEL_TIMEOUT_MS
+        )
         form = page.locator(".cpms-case-form")
         expect(form).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
         consent = page.locator(".cpms-consent")

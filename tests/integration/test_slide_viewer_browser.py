@@ -31,6 +31,7 @@ from tests.integration.test_accounts_browser import (
     _wait_for_lab,
 )
 from tests.integration.test_slides_http import SAMPLE
+from tests.jupyterlab import run_all
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -120,37 +121,6 @@ def _notebook(case_id: str, slide_id: str) -> dict:
     }
 
 
-def _kernel_ready(page, deployment, name: str) -> None:
-    deadline = time.monotonic() + KERNEL_TIMEOUT_MS / 1000
-    sessions_url = f"{deployment.url}/user/{name}/api/sessions"
-    while True:
-        sessions = page.request.get(sessions_url).json()
-        if any(
-            s["path"] == NOTEBOOK and s["kernel"]["execution_state"] == "idle" for s in sessions
-        ):
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"the notebook's kernel did not start: {sessions}")
-        page.wait_for_timeout(500)
-    expect(
-        page.locator(".jp-StatusBar-Widget", has_text="Python 3 (ipykernel) | Idle")
-    ).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-
-
-def _run_all(page, deployment, name: str) -> None:
-    for _ in range(3):
-        _kernel_ready(page, deployment, name)
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-        done = page.locator(".cpms-slide-viewer, .jp-OutputArea-output[data-mime-type*='error']")
-        expect(dialog.or_(done).first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-        if not dialog.is_visible():
-            return
-        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
-    pytest.fail("JupyterLab kept asking for a kernel")
-
-
 def _colour_spread(png: bytes) -> float:
     from PIL import Image, ImageStat
 
@@ -209,7 +179,14 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
         page.goto(f"{deployment.url}/user/{name}/lab/tree/{NOTEBOOK}")
         notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
         expect(notebook).to_be_visible(timeout=LAB_TIMEOUT_MS)
-        _run_all(page, deployment, name)
+        run_all(
+            page,
+            deployment,
+            name,
+            NOTEBOOK,
+            page.locator(".cpms-slide-viewer, .jp-OutputArea-output[data-mime-type*='error']"),
+            KERNEL_TIMEOUT_MS,
+        )
         expect(page.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
         viewer = page.locator(".cpms-slide-viewer")
         expect(viewer).to_be_visible(timeout=KERNEL_TIMEOUT_MS)

@@ -1,0 +1,50 @@
+"""Driving a real JupyterLab in Chromium: wait for a notebook's kernel, run all its cells.
+
+Before the kernel is connected, "Run All Cells" makes JupyterLab ask for a kernel
+and run nothing; these helpers wait for the user server to report the notebook's
+kernel idle and for the status bar to show it, and retry if the dialog still
+comes up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+__all__ = ["kernel_ready", "run_all"]
+
+
+def kernel_ready(page, deployment, user: str, notebook: str, timeout_ms: int) -> None:  # noqa: ANN001
+    """Wait until ``notebook``'s kernel is started, connected and idle."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    sessions_url = f"{deployment.url}/user/{user}/api/sessions"
+    while True:
+        sessions = page.request.get(sessions_url).json()
+        if any(
+            s["path"] == notebook and s["kernel"]["execution_state"] == "idle" for s in sessions
+        ):
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the notebook's kernel did not start: {sessions}")
+        page.wait_for_timeout(500)
+    # and the page is connected to it (the status bar names the kernel and its state)
+    expect(
+        page.locator(".jp-StatusBar-Widget", has_text="Python 3 (ipykernel) | Idle")
+    ).to_be_visible(timeout=timeout_ms)
+
+
+def run_all(page, deployment, user: str, notebook: str, done, timeout_ms: int) -> None:  # noqa: ANN001
+    """Run > Run All Cells once the kernel is up; ``done`` is a locator that shows it ran."""
+    for _ in range(3):
+        kernel_ready(page, deployment, user, notebook, timeout_ms)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+        expect(dialog.or_(done).first).to_be_visible(timeout=timeout_ms)
+        if not dialog.is_visible():
+            return
+        # the kernel was not ready after all: take the notebook's own and run again
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+    pytest.fail("JupyterLab kept asking for a kernel")
