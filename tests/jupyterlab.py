@@ -1,4 +1,5 @@
-"""Driving a real JupyterLab in Chromium: wait for a notebook's kernel, run all its cells.
+"""Driving a real JupyterLab in Debian's Chromium: launch settings, waiting for a
+notebook's kernel, running all its cells.
 
 Before the kernel is connected, "Run All Cells" makes JupyterLab ask for a kernel
 and run nothing; these helpers wait for the user server to report the notebook's
@@ -13,7 +14,20 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-__all__ = ["kernel_ready", "run_all"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "kernel_ready", "run_all"]
+
+CHROMIUM = "/usr/bin/chromium"
+#: without the background-networking flags Chromium keeps dialling out of a closed network
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def kernel_ready(page, deployment, user: str, notebook: str, timeout_ms: int) -> None:  # noqa: ANN001

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import httpx
 import pytest
 
 from tests.integration.test_accounts_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LAB_TIMEOUT_MS,
     _login,
     _stop_server,
@@ -42,32 +39,6 @@ expect = playwright_sync.expect
 NOTEBOOK = "notebooks/01-submit-a-case.ipynb"
 #: the kernel starts in ~10 s; the first cell then connects to the store
 KERNEL_TIMEOUT_MS = 90_000
-STEP_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    pw = playwright_sync.sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    ctx.set_default_timeout(STEP_TIMEOUT_MS)
-    try:
-        yield ctx.new_page()
-    finally:
-        ctx.close()
 
 
 def _lab_settings(page, deployment, name: str, plugin: str, settings: dict) -> None:

@@ -15,15 +15,11 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from cpms_widgets.client import CaseStoreClient
 from tests.integration.test_accounts_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LAB_TIMEOUT_MS,
     _login,
     _stop_server,
@@ -40,36 +36,10 @@ expect = playwright_sync.expect
 
 NOTEBOOK = "slide-viewer.ipynb"
 KERNEL_TIMEOUT_MS = 90_000
-STEP_TIMEOUT_MS = 30_000
 TILE_RE = re.compile(r"/slides/(?P<slide>[^/]+)/tiles/(?P<level>\d+)/(?P<col>\d+)_(?P<row>\d+)\.")
 GRANT = "x-cpms-grant"
 #: the notebook renews the grant this long after showing the viewer
 REFRESH_AFTER_S = 5
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    pw = playwright_sync.sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    ctx.set_default_timeout(STEP_TIMEOUT_MS)
-    try:
-        yield ctx.new_page()
-    finally:
-        ctx.close()
 
 
 def _xsrf(page, url: str) -> str:
