@@ -173,15 +173,7 @@ class CaseStore:
         verdict = authorize(ref)
         if not verdict.allowed:
             # audit in this same transaction: a second one would wait on our own write lock
-            self.audit.append(
-                session,
-                actor=ctx.actor,
-                action=action,
-                outcome=AuditOutcome.DENIED,
-                client=ctx.client,
-                case_id=row.id,
-                detail="; ".join(verdict.reasons)[:500],
-            )
+            self._denied(session, ctx, action, row.id, verdict.reasons)
             session.commit()
             raise PermissionDeniedError("not allowed", reasons=tuple(verdict.reasons))
         return ref
@@ -200,26 +192,32 @@ class CaseStore:
             detail=detail,
         )
 
-    def _deny(
-        self, ctx: AuditContext, action: str, case_id: str | None, reasons: tuple[str, ...]
+    def _denied(
+        self,
+        s: Session,
+        ctx: AuditContext,
+        action: str,
+        case_id: str | None,
+        reasons: tuple[str, ...],
     ) -> None:
-        with session_scope(self.sessions) as s:
-            self.audit.append(
-                s,
-                actor=ctx.actor,
-                action=action,
-                outcome=AuditOutcome.DENIED,
-                client=ctx.client,
-                case_id=case_id,
-                detail="; ".join(reasons)[:500],
-            )
-        raise PermissionDeniedError("not allowed", reasons=reasons)
+        """Audit a refusal in ``s`` (no patient data: the reasons name rules and people)."""
+        self.audit.append(
+            s,
+            actor=ctx.actor,
+            action=action,
+            outcome=AuditOutcome.DENIED,
+            client=ctx.client,
+            case_id=case_id,
+            detail="; ".join(reasons)[:500],
+        )
 
     def record_denial(
         self, ctx: AuditContext, action: str, reasons: tuple[str, ...], case_id: str | None = None
     ) -> None:
         """Audit a request refused before it reached a case, then raise."""
-        self._deny(ctx, action, case_id, reasons)
+        with session_scope(self.sessions) as s:
+            self._denied(s, ctx, action, case_id, reasons)
+        raise PermissionDeniedError("not allowed", reasons=reasons)
 
     # -- cases -------------------------------------------------------------
 
