@@ -45,6 +45,11 @@ class Action(StrEnum):
     FILE_READ = "file.read"
     ACCOUNT_MANAGE = "account.manage"
     AUDIT_READ = "audit.read"
+    COHORT_READ = "cohort.read"
+    COHORT_REPORT = "cohort.report"
+    COHORT_SIMILAR = "cohort.similar"
+    CASE_SIMILAR = "case.similar"
+    REGISTRY_EXPORT = "registry.export"
 
 
 ACTION_SCOPES: dict[Action, str] = {
@@ -61,7 +66,15 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.FILE_READ: Scope.CASES_READ,
     Action.ACCOUNT_MANAGE: Scope.ACCOUNTS,
     Action.AUDIT_READ: Scope.AUDIT,
+    Action.COHORT_READ: Scope.COHORTS,
+    Action.COHORT_REPORT: Scope.COHORTS,
+    Action.COHORT_SIMILAR: Scope.COHORTS,
+    Action.CASE_SIMILAR: Scope.CASES_READ,
+    Action.REGISTRY_EXPORT: Scope.PANELS,
 }
+
+#: anonymised analyses: data scientists only, and never a pseudonymised record
+_COHORT_ACTIONS = frozenset({Action.COHORT_READ, Action.COHORT_REPORT, Action.COHORT_SIMILAR})
 
 #: roles that may touch pseudonymised case content at all
 _CASE_ROLES = frozenset({Role.CLINICIAN, Role.PANEL_MEMBER, Role.COORDINATOR})
@@ -109,6 +122,19 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
             return Decision(True, ("auditors read the audit trail",))
         return _deny("only auditors read the audit trail")
 
+    if action in _COHORT_ACTIONS:
+        if Role.DATA_SCIENTIST in actor.roles:
+            return Decision(
+                True, ("data scientists study anonymised cases of consenting patients",)
+            )
+        return _deny("only data scientists receive anonymised cohorts and reports")
+    if action is Action.REGISTRY_EXPORT:
+        if Role.COORDINATOR in actor.roles:
+            return Decision(
+                True, (f"{actor.name} coordinates network {actor.network}: its registry export",)
+            )
+        return _deny("only coordinators export their network's cases to registries")
+
     if not actor.roles & _CASE_ROLES:
         held = ", ".join(sorted(r.value for r in actor.roles)) or "no role"
         return _deny(f"role {held} never sees pseudonymised cases")
@@ -117,7 +143,7 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
         if Role.CLINICIAN in actor.roles:
             return Decision(True, ("clinicians create cases",))
         return _deny("only clinicians create cases")
-    if action in (Action.CASE_LIST, Action.CASE_LOOKUP):
+    if action in (Action.CASE_LIST, Action.CASE_LOOKUP, Action.CASE_SIMILAR):
         # the listing itself is filtered per case by CASE_READ
         return Decision(True, ("lists only the cases the caller may read",))
 

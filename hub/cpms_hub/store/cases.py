@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import and_, delete, func, literal, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cpms_hub.crypto import BlindIndex, FieldCipher
@@ -74,6 +74,28 @@ class AuditContext:
 
     actor: str
     client: str = ""
+
+
+def _listed(column, scope: ConsentScope):  # noqa: ANN001, ANN202 - SQL expressions
+    # scopes are stored comma-separated: bracket them so one name never matches inside another
+    return (literal(",") + column + literal(",")).like(f"%,{scope.value},%")
+
+
+def consent_granted(scope: ConsentScope):  # noqa: ANN201 - a SELECT of case ids
+    """Case ids whose latest consent record grants ``scope`` and has not withdrawn it."""
+    latest = (
+        select(ConsentRow.case_id, func.max(ConsentRow.recorded_at).label("at"))
+        .group_by(ConsentRow.case_id)
+        .subquery()
+    )
+    return (
+        select(ConsentRow.case_id)
+        .join(
+            latest,
+            and_(ConsentRow.case_id == latest.c.case_id, ConsentRow.recorded_at == latest.c.at),
+        )
+        .where(_listed(ConsentRow.scopes, scope), ~_listed(ConsentRow.withdrawn, scope))
+    )
 
 
 def _utc(dt: datetime) -> datetime:
@@ -361,13 +383,20 @@ class CaseStore:
             s.flush()
             return _ref(row)
 
-    def set_status(self, case_id: str, status: CaseStatus, *, ctx: AuditContext) -> CaseRef:
-        """Set the status without lifecycle checks (operators and seeding only)."""
+    def set_status(
+        self, case_id: str, status: CaseStatus, *, ctx: AuditContext, at: datetime | None = None
+    ) -> CaseRef:
+        """Set the status without lifecycle checks (operators and seeding only).
+
+        ``at`` back-dates the milestone it marks (seeding demo and test histories).
+        """
         with session_scope(self.sessions) as s:
             row = self._row(s, case_id)
             previous = row.status
             row.status = status.value
-            row.updated_at = datetime.now(UTC)
+            now = datetime.now(UTC)
+            row.updated_at = now
+            _mark_milestone(row, status, at or now)
             self._allowed(s, ctx, "case.status", case_id, detail=f"{previous}->{status.value}")
             s.flush()
             return _ref(row)
@@ -548,7 +577,7 @@ class CaseStore:
             if found:
                 raise ValidationError.of(found)
             row.status = CaseStatus.SUBMITTED.value
-            row.updated_at = datetime.now(UTC)
+            row.updated_at = row.submitted_at = datetime.now(UTC)
             self._allowed(s, ctx, "case.submit", case_id)
             s.flush()
             return self._decrypt_case(s, row)
@@ -575,17 +604,14 @@ class CaseStore:
         """Cases whose latest consent record grants ``scope`` now (withdrawals applied).
 
         Registry and network-database exports take their cases from here, so a
-        withdrawn scope drops the case from the very next export.
+        withdrawn scope drops the case from the very next export. Decided in SQL
+        on the clear scope columns: no row is decrypted or loaded whole.
         """
         with session_scope(self.sessions, write=False) as s:
-            stmt = select(CaseRow)
+            stmt = select(CaseRow.id).where(CaseRow.id.in_(consent_granted(scope)))
             if network is not None:
                 stmt = stmt.where(CaseRow.network == network)
-            return [
-                row.id
-                for row in s.scalars(stmt.order_by(CaseRow.created_at))
-                if scope in _ref(row).consent
-            ]
+            return list(s.scalars(stmt.order_by(CaseRow.created_at, CaseRow.id)))
 
     def case_ref(self, case_id: str) -> CaseRef:
         with session_scope(self.sessions) as s:
@@ -720,6 +746,18 @@ class CaseStore:
         for blob_id in blob_ids:
             self.blobs.delete(blob_id)
         return len(blob_ids)
+
+
+#: statuses at which the panel's outcome exists (signed, possibly closed since)
+OUTCOME_STATUSES = frozenset({CaseStatus.OUTCOME_SIGNED, CaseStatus.CLOSED})
+
+
+def _mark_milestone(row: CaseRow, status: CaseStatus, now: datetime) -> None:
+    """Remember the first submission and the first signed outcome of a case."""
+    if status is not CaseStatus.DRAFT and row.submitted_at is None:
+        row.submitted_at = now
+    if status in OUTCOME_STATUSES and row.outcome_at is None:
+        row.outcome_at = now
 
 
 def _is_uuid(value: str) -> bool:

@@ -82,6 +82,10 @@ class DataKeys:
         wrapped = session.scalar(select(DataKeyRow.wrapped).where(DataKeyRow.id == key_id))
         if wrapped is None:
             raise KeyUnavailableError(f"data key {key_id.split(':')[0]} is not available")
+        return self.from_wrapped(key_id, wrapped)
+
+    def from_wrapped(self, key_id: str, wrapped: bytes) -> bytes:
+        """The data key of a row the caller has just read (one query for many keys)."""
         with self._lock:
             key = self._cache.get(wrapped)
         if key is None:

@@ -127,6 +127,9 @@ class CaseRow(Base):
     schema_version: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: milestones for reports (time from submission to outcome); no patient data
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     members: Mapped[list[CaseMemberRow]] = relationship(
         back_populates="case", cascade="all, delete-orphan", lazy="selectin"

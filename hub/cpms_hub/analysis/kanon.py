@@ -1,0 +1,226 @@
+"""k-anonymous cohorts: full-domain generalisation, then suppression, then a check.
+
+The algorithm (in the manner of Sweeney's Datafly and LeFevre et al.'s
+full-domain generalisation, SIGMOD 2005): every quasi-identifier column is
+generalised as a whole to one level of its hierarchy
+(:mod:`.hierarchies`). Starting from the finest levels, one column at a time
+is raised — the one whose raise leaves the fewest cases in classes smaller
+than ``k``, the least-raised column on a tie — until the cases left in small
+classes fit the suppression budget (``max_suppression`` of the cohort).
+Then every column is lowered back where that keeps within the budget, so no
+column is coarser than it needs to be. The cases still in classes smaller
+than ``k`` are suppressed (left out whole).
+
+If even the top of every hierarchy needs more suppression than the budget
+allows, the export is refused with a :class:`ValidationError` that says how
+many cases would go, never shrunk silently. Before anything is returned the
+classes of the output are counted again and the export is refused if one is
+smaller than ``k`` — a check independent of the search above.
+
+Equivalence classes are counted with integer codes: each distinct base value
+is generalised once per level, and the class key of a set of levels is
+built by re-factorising column by column (``pandas.factorize``, a hash pass),
+so a candidate costs a few milliseconds on 100,000 cases.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from cpms_hub.domain.analysis import CaseFacts, CohortRequest
+from cpms_hub.domain.errors import IntegrityError, ValidationError
+
+from .hierarchies import HIERARCHIES
+
+__all__ = ["Cohort", "anonymise", "class_sizes"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """An anonymised cohort: columns of equal length and what was done to get it."""
+
+    columns: dict[str, list]
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.columns.values()), []))
+
+    def records(self) -> list[dict]:
+        names = list(self.columns)
+        return [
+            dict(zip(names, values, strict=True))
+            for values in zip(*self.columns.values(), strict=True)
+        ]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns, columns=list(self.columns))
+
+
+class _Coder:
+    """Integer codes of one column at each level, computed once per distinct value."""
+
+    def __init__(self, column: str, facts: Sequence[CaseFacts]) -> None:
+        self.h = HIERARCHIES[column]
+        ids: dict[object, int] = {}
+        self.distinct: list[object] = []
+        codes = np.empty(len(facts), dtype=np.int64)
+        for i, f in enumerate(facts):
+            value = self.h.base(f)
+            n = ids.get(value)
+            if n is None:
+                n = ids[value] = len(self.distinct)
+                self.distinct.append(value)
+            codes[i] = n
+        self.base_codes = codes
+        self._levels: dict[int, tuple[np.ndarray, list[object]]] = {}
+
+    def level(self, level: int) -> tuple[np.ndarray, list[object]]:
+        """(code of each row, label of each code) at ``level``."""
+        found = self._levels.get(level)
+        if found is None:
+            labels: dict[object, int] = {}
+            table: list[object] = []
+            mapped = np.empty(len(self.distinct), dtype=np.int64)
+            for i, value in enumerate(self.distinct):
+                label = self.h.generalise(value, level)
+                n = labels.get(label)
+                if n is None:
+                    n = labels[label] = len(table)
+                    table.append(label)
+                mapped[i] = n
+            found = self._levels[level] = (mapped[self.base_codes], table)
+        return found
+
+
+def _class_keys(coders: dict[str, _Coder], levels: dict[str, int]) -> np.ndarray:
+    n = len(next(iter(coders.values())).base_codes)
+    key = np.zeros(n, dtype=np.int64)
+    for column, coder in coders.items():
+        codes, table = coder.level(levels[column])
+        # re-factorise after each column: the key stays below n, so it cannot overflow
+        key, _ = pd.factorize(key * len(table) + codes)
+    return key
+
+
+def class_sizes(keys: np.ndarray) -> np.ndarray:
+    """The size of each row's equivalence class."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.bincount(keys)[keys]
+
+
+def _small(coders: dict[str, _Coder], levels: dict[str, int], k: int) -> np.ndarray:
+    return class_sizes(_class_keys(coders, levels)) < k
+
+
+def anonymise(facts: Sequence[CaseFacts], request: CohortRequest) -> Cohort:
+    """The cohort of ``facts`` as ``request`` asks, k-anonymous over its quasi-identifiers."""
+    k = request.k
+    qis = list(request.quasi_identifiers or ())
+    n = len(facts)
+    coders = {c: _Coder(c, facts) for c in request.fields or ()}
+    levels = dict.fromkeys(coders, 0)
+    budget = math.floor(request.max_suppression * n + 1e-9)
+    qi_coders = {c: coders[c] for c in qis}
+
+    def cost(lv: dict[str, int]) -> int:
+        return int(_small(qi_coders, lv, k).sum()) if qi_coders and n else 0
+
+    bad = cost(levels)
+    steps: list[str] = []
+    while bad > budget:
+        raisable = [c for c in qis if levels[c] < coders[c].h.top]
+        if not raisable:
+            raise ValidationError(
+                "quasi_identifiers",
+                f"cannot reach k={k}: even fully generalised, {bad} of {n} cases would be "
+                f"suppressed, more than max_suppression={request.max_suppression} allows; "
+                "ask for fewer quasi-identifiers or allow more suppression",
+            )
+        trials = []
+        for c in raisable:
+            trial = {**levels, c: levels[c] + 1}
+            trials.append((cost(trial), levels[c] / coders[c].h.top, c, trial))
+        bad, _, chosen, levels = min(trials, key=lambda t: t[:3])
+        steps.append(chosen)
+    # lower back whatever the budget allows: no column coarser than it must be
+    lowered = True
+    while lowered:
+        lowered = False
+        for c in qis:
+            if levels[c] > 0:
+                trial = {**levels, c: levels[c] - 1}
+                trial_bad = cost(trial)
+                if trial_bad <= budget:
+                    levels, bad, lowered = trial, trial_bad, True
+
+    if qi_coders and n:
+        keep = ~_small(qi_coders, levels, k)
+    else:
+        keep = np.ones(n, dtype=bool)
+    kept = np.flatnonzero(keep)
+    # the rows leave in random order: the store's order (creation time) is not theirs to see
+    order = kept.copy()
+    secrets.SystemRandom().shuffle(order)  # type: ignore[arg-type]
+
+    # an independent count on what is about to leave
+    if qi_coders and len(order):
+        out_keys = _class_keys(
+            {c: _Subset(coders[c], order) for c in qis},  # type: ignore[misc]
+            levels,
+        )
+        sizes = np.bincount(out_keys)
+        if sizes.min() < k:
+            raise IntegrityError("the cohort failed its k-anonymity check and was not exported")
+        n_classes, smallest = int(len(sizes)), int(sizes.min())
+    else:
+        n_classes, smallest = (1 if len(order) else 0), int(len(order))
+
+    columns: dict[str, list] = {}
+    for c, coder in coders.items():
+        codes, table = coder.level(levels[c])
+        labels = [list(v) if isinstance(v, tuple) else v for v in table]
+        columns[c] = [labels[i] for i in codes[order]]
+    suppressed = n - len(order)
+    summary = {
+        "k": k,
+        "quasi_identifiers": qis,
+        "cases_in": n,
+        "cases_suppressed": suppressed,
+        "cases_out": int(len(order)),
+        "suppression_rate": round(suppressed / n, 4) if n else 0.0,
+        "max_suppression": request.max_suppression,
+        "equivalence_classes": n_classes,
+        "smallest_class": smallest,
+        "generalisation": {
+            c: {
+                "level": levels[c],
+                "top": coders[c].h.top,
+                "as": coders[c].h.levels[levels[c]],
+                "quasi_identifier": c in qis,
+            }
+            for c in coders
+        },
+        "raised": steps,
+    }
+    return Cohort(columns, summary)
+
+
+class _Subset:
+    """A coder's view restricted to some rows (for the check on the output)."""
+
+    def __init__(self, coder: _Coder, rows: np.ndarray) -> None:
+        self._coder = coder
+        self._rows = rows
+        self.base_codes = coder.base_codes[rows]
+
+    def level(self, level: int) -> tuple[np.ndarray, list[object]]:
+        codes, table = self._coder.level(level)
+        return codes[self._rows], table
