@@ -10,6 +10,7 @@ server's ``status`` and ``reasons``. ``repr`` never shows the token.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -399,6 +400,25 @@ class CaseStoreClient:
     def export_phenopacket(self, case_id: str) -> dict[str, Any]:
         """The case as a GA4GH Phenopacket v2 (JSON)."""
         return self._request("GET", f"/cases/{quote(case_id, safe='')}/export/phenopacket")
+
+    # -- anonymised analysis (computed in the store; see cpms_widgets.analysis) --
+
+    def analysis_export(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An analysis answer as the raw response, its SHA-256 checked against the header."""
+        resp = self._http.request(method, path, timeout=120, **kwargs)
+        self._raise_for(resp)
+        sent = resp.headers.get("x-cpms-sha256", "")
+        if sent and hashlib.sha256(resp.content).hexdigest() != sent:
+            raise StoreError(
+                "the answer does not match its fingerprint", reasons=("X-CPMS-SHA256",)
+            )
+        return resp
+
+    def similar_cases(self, hpo_terms: list[str], top: int = 10) -> dict[str, Any]:
+        """Cases whose phenotypes resemble ``hpo_terms`` (the ones you may see)."""
+        return self.analysis_export(
+            "POST", "/analysis/similar", json={"hpo_terms": list(hpo_terms), "top": top}
+        ).json()
 
     # -- vocabularies (search terms travel in bodies, never in URLs) --------
 

@@ -21,6 +21,13 @@ from cpms_hub.state import open_state
 from .app import create_app
 
 
+def _warm_up() -> None:
+    from cpms_hub import analysis
+
+    vocab.warm_up()
+    analysis.warm_up()
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname)s %(asctime)s %(name)s] %(message)s"
@@ -35,8 +42,9 @@ def main() -> None:
     if os.environ.get("JUPYTERHUB_API_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
         hub_api = HubApi(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     app = create_app(state, hub_auth, service_prefix=prefix, hub_api=hub_api)
-    # the ontologies load in about a second; do it now so the first keystroke is fast
-    threading.Thread(target=vocab.warm_up, name="cpms-vocab-warm-up", daemon=True).start()
+    # the ontologies load in about a second; do it now so the first keystroke is fast,
+    # then the analyses' tables (IC, depths, regions: a few seconds more)
+    threading.Thread(target=_warm_up, name="cpms-vocab-warm-up", daemon=True).start()
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -108,6 +108,10 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/properties"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/associated"),
+    ("POST", "/analysis/cohort"),
+    ("POST", "/analysis/report"),
+    ("POST", "/analysis/similar"),
+    ("GET", "/exports/registry.csv"),
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -522,6 +526,9 @@ def create_app(
     from .slide_routes import slide_router
 
     app.include_router(slide_router(api_root, state))
+    from .analysis_routes import analysis_router
+
+    app.include_router(analysis_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name
