@@ -146,26 +146,32 @@ class PhenotypeIndex:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def scores(self, query: Sequence[str]) -> np.ndarray:
-        """funSimAvg of the query against every indexed case (in index order)."""
+    def _rows(self, query: Sequence[str]) -> tuple[list[int], np.ndarray]:
         qs = self.space.check(query)
+        return qs, np.vstack([self.space.scores_against_all(q) for q in qs])
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
         if not len(self):
             return np.zeros(0)
         starts = self.offsets[:-1]
-        rows = np.vstack([self.space.scores_against_all(q) for q in qs])
         best_for_query = np.zeros(len(self))
         for row in rows:
             best_for_query += np.maximum.reduceat(row[self.terms], starts)
-        best_for_query /= len(qs)
+        best_for_query /= len(rows)
         best_for_case = np.add.reduceat(rows.max(axis=0)[self.terms], starts) / self.lengths
         return (best_for_query + best_for_case) / 2
+
+    def scores(self, query: Sequence[str]) -> np.ndarray:
+        """funSimAvg of the query against every indexed case (in index order)."""
+        return self._scores(self._rows(query)[1])
 
     def top(self, query: Sequence[str], n: int = 10, allowed: np.ndarray | None = None):  # noqa: ANN201
         """The ``n`` best hits (positions in the input sets), best first, with explanations.
 
         ``allowed``: a boolean mask over the input positions; others never come back.
         """
-        scores = self.scores(query)
+        qs, rows = self._rows(query)
+        scores = self._scores(rows)
         if allowed is not None and len(scores):
             scores = np.where(allowed[self.positions], scores, -np.inf)
         n = min(n, int(np.isfinite(scores).sum()))
@@ -174,15 +180,14 @@ class PhenotypeIndex:
         part = np.argpartition(-scores, n - 1)[:n]
         # best first; equal scores in population order, so the answer is stable
         part = part[np.lexsort((part, -scores[part]))]
-        qs = self.space.check(query)
-        return [self._explain(int(i), float(scores[i]), qs) for i in part]
+        return [self._explain(int(i), float(scores[i]), qs, rows) for i in part]
 
-    def _explain(self, i: int, score: float, qs: list[int]) -> SimilarHit:
+    def _explain(self, i: int, score: float, qs: list[int], rows: np.ndarray) -> SimilarHit:
         sp = self.space
         case_terms = self.terms[self.offsets[i] : self.offsets[i + 1]]
         shared = []
-        for q in qs:
-            row = sp.scores_against_all(q)[case_terms]
+        for q, full in zip(qs, rows, strict=True):
+            row = full[case_terms]
             j = int(np.argmax(row))
             if row[j] <= 0:
                 continue
