@@ -102,3 +102,12 @@ def test_term_space_covers_hpo() -> None:
     space = term_space()
     assert len(space) == len(hpo()) + 1  # with the root
     assert space.ic[space.number["HP:0000001"]] == 0.0
+
+
+def test_carriers_count_cases_with_the_term_or_below() -> None:
+    seizure, focal = "HP:0001250", "HP:0007359"  # Seizure; Focal-onset seizure (below it)
+    assert seizure in hpo().ancestors(focal)
+    index = PhenotypeIndex([[seizure], [focal], ["HP:0000252"], [focal, seizure]])
+    assert index.carriers(seizure) == 3
+    assert index.carriers(focal) == 2
+    assert index.carriers("HP:0000001") == 4

@@ -142,6 +142,7 @@ class PhenotypeIndex:
         self.offsets = np.array(offsets, dtype=np.int64)
         self.lengths = np.diff(self.offsets)
         self.positions = np.array(positions, dtype=np.int64)
+        self._carriers: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -197,9 +198,14 @@ class PhenotypeIndex:
         return SimilarHit(int(self.positions[i]), round(score, 6), tuple(shared))
 
     def carriers(self, term: str) -> int:
-        """How many indexed cases carry ``term`` or a term below it."""
-        n = self.space.number.get(term)
-        if n is None or not len(self):
-            return 0
-        hit = np.isin(self.terms, self.space.down[n])
-        return int(np.maximum.reduceat(hit.astype(np.int8), self.offsets[:-1]).sum())
+        """How many indexed cases carry ``term`` or a term below it (remembered per term)."""
+        found = self._carriers.get(term)
+        if found is None:
+            n = self.space.number.get(term)
+            if n is None or not len(self):
+                return 0
+            below = np.zeros(len(self.space), dtype=np.int8)
+            below[self.space.down[n]] = 1
+            found = int(np.maximum.reduceat(below[self.terms], self.offsets[:-1]).sum())
+            self._carriers[term] = found
+        return found
