@@ -69,7 +69,7 @@ def load_cohort(
         summary = json.loads(resp.headers["x-cpms-cohort-summary"])
     else:
         data = resp.json()
-        frame = pd.DataFrame(data["rows"], columns=data["columns"])
+        frame = pd.DataFrame(data["data"], columns=data["columns"])
         summary = data["summary"]
     frame.attrs["summary"] = summary
     frame.attrs["sha256"] = resp.headers.get("x-cpms-sha256", "")

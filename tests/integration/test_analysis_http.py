@@ -72,9 +72,12 @@ def test_data_scientist_gets_a_k_anonymous_cohort(deployment, tokens, seeded) ->
     body = r.json()
     s = body["summary"]
     assert s["k"] == 5 and s["cases_in"] >= len(cases)
-    assert s["cases_out"] == len(body["rows"]) and s["cases_out"] >= 5
+    assert body["columns"] == list(body["data"])
+    columns = body["data"].values()
+    rows = [dict(zip(body["data"], v, strict=True)) for v in zip(*columns, strict=True)]
+    assert s["cases_out"] == len(rows) and s["cases_out"] >= 5
     classes: dict = {}
-    for row in body["rows"]:
+    for row in rows:
         key = json.dumps([row[q] for q in s["quasi_identifiers"]])
         classes[key] = classes.get(key, 0) + 1
     assert min(classes.values()) >= 5

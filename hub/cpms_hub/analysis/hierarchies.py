@@ -63,6 +63,8 @@ class Hierarchy:
     levels: tuple[str, ...]
     base: Callable[[CaseFacts], object]
     generalise: Callable[[object, int], object]
+    #: a set of terms, generalised term by term (see ``kanon._SetCoder``)
+    set_valued: bool = False
 
     @property
     def top(self) -> int:
@@ -269,6 +271,7 @@ HIERARCHIES: dict[str, Hierarchy] = {
             ("HPO terms", *(f"HPO depth {d}" for d in PHENOTYPE_DEPTHS[:-1]), "organ system", ANY),
             lambda f: f.phenotypes,
             _phenotypes,
+            set_valued=True,
         ),
         Hierarchy("status", ("status", ANY), lambda f: f.status.value, _flat),
         Hierarchy("urgency", ("urgency", ANY), lambda f: f.urgency, _flat),

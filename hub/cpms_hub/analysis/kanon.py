@@ -69,15 +69,12 @@ class _Coder:
     def __init__(self, column: str, facts: Sequence[CaseFacts]) -> None:
         self.h = HIERARCHIES[column]
         ids: dict[object, int] = {}
-        self.distinct: list[object] = []
-        codes = np.empty(len(facts), dtype=np.int64)
-        for i, f in enumerate(facts):
-            value = self.h.base(f)
-            n = ids.get(value)
-            if n is None:
-                n = ids[value] = len(self.distinct)
-                self.distinct.append(value)
-            codes[i] = n
+        values = map(self.h.base, facts)
+        # setdefault numbers each new value in order of first appearance
+        codes = np.fromiter(
+            (ids.setdefault(v, len(ids)) for v in values), dtype=np.int64, count=len(facts)
+        )
+        self.distinct: list[object] = list(ids)
         self.base_codes = codes
         self._levels: dict[int, tuple[np.ndarray, list[object]]] = {}
 
@@ -85,28 +82,125 @@ class _Coder:
         """(code of each row, label of each code) at ``level``."""
         found = self._levels.get(level)
         if found is None:
+            source, rows = self.distinct, self.base_codes
             labels: dict[object, int] = {}
             table: list[object] = []
-            mapped = np.empty(len(self.distinct), dtype=np.int64)
-            for i, value in enumerate(self.distinct):
+            mapped = np.empty(len(source), dtype=np.int64)
+            for i, value in enumerate(source):
                 label = self.h.generalise(value, level)
                 n = labels.get(label)
                 if n is None:
                     n = labels[label] = len(table)
                     table.append(label)
                 mapped[i] = n
-            found = self._levels[level] = (mapped[self.base_codes], table)
+            found = self._levels[level] = (mapped[rows], table)
+        return found
+
+
+class _Labels:
+    """The labels of a set column's codes, built on demand (most are never shown)."""
+
+    def __init__(self, n: int, build) -> None:  # noqa: ANN001
+        self._n = n
+        self._build = build
+        self._made: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, code: int) -> object:
+        found = self._made.get(code)
+        if found is None:
+            found = self._made[code] = self._build(code)
+        return found
+
+
+class _SetCoder:
+    """Codes of a set-valued column (phenotypes), generalised term by term in numpy.
+
+    Each level maps every distinct term to its generalisations once; a row's
+    set is then the union of its terms' images, deduplicated with one
+    ``np.unique`` over (row, term) pairs and identified by the sum of 64-bit
+    random tags of its terms (a set hash; 2**-64 collision odds per pair of
+    sets). Labels are rebuilt only for the codes that are shown.
+    """
+
+    def __init__(self, column: str, facts: Sequence[CaseFacts]) -> None:
+        self.h = HIERARCHIES[column]
+        self.n = len(facts)
+        self._intern: dict[str, int] = {}
+        self._names: list[str] = []
+        rows, terms = [], []
+        for i, f in enumerate(facts):
+            for t in self.h.base(f):  # type: ignore[union-attr]
+                rows.append(i)
+                terms.append(self._id(t))
+        self.rows = np.array(rows, dtype=np.int64)
+        self.terms = np.array(terms, dtype=np.int64)
+        self.base_codes = np.zeros(self.n, dtype=np.int64)  # only its length is read
+        self._levels: dict[int, tuple[np.ndarray, _Labels]] = {}
+
+    def _id(self, term: str) -> int:
+        n = self._intern.get(term)
+        if n is None:
+            n = self._intern[term] = len(self._names)
+            self._names.append(term)
+        return n
+
+    def level(self, level: int) -> tuple[np.ndarray, _Labels]:
+        found = self._levels.get(level)
+        if found is not None:
+            return found
+        distinct = range(len(self._names)) if len(self.terms) else range(0)
+        images = {t: self.h.generalise((self._names[t],), level) for t in distinct}
+        counts = np.zeros(len(self._names), dtype=np.int64)
+        flat: list[int] = []
+        starts = np.zeros(len(self._names), dtype=np.int64)
+        for t, image in images.items():
+            starts[t] = len(flat)
+            counts[t] = len(image)  # type: ignore[arg-type]
+            flat.extend(self._id(x) for x in image)  # type: ignore[union-attr]
+        flat_arr = np.array(flat, dtype=np.int64)
+        per_entry = counts[self.terms]
+        total = int(per_entry.sum())
+        rows = np.repeat(self.rows, per_entry)
+        offsets = np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+        gen = flat_arr[np.repeat(starts[self.terms], per_entry) + np.arange(total) - offsets]
+        width = len(self._names) + 1
+        pairs = np.sort(rows * width + gen)
+        if len(pairs):
+            pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+        prow, pterm = pairs // width, pairs % width
+        tags = np.random.default_rng(0x5EED).integers(0, 2**63, width, dtype=np.uint64)
+        signature = np.zeros(self.n, dtype=np.uint64)
+        np.add.at(signature, prow, tags[pterm])
+        codes, uniques = pd.factorize(signature)
+        first_row = np.full(len(uniques), -1, dtype=np.int64)
+        first_row[codes[::-1]] = np.arange(self.n)[::-1]
+        bounds = np.searchsorted(prow, np.arange(self.n + 1))
+
+        def build(code: int) -> tuple[str, ...]:
+            r = first_row[code]
+            return tuple(sorted(self._names[t] for t in pterm[bounds[r] : bounds[r + 1]]))
+
+        found = self._levels[level] = (codes.astype(np.int64), _Labels(len(uniques), build))
         return found
 
 
 def _class_keys(coders: dict[str, _Coder], levels: dict[str, int]) -> np.ndarray:
     n = len(next(iter(coders.values())).base_codes)
     key = np.zeros(n, dtype=np.int64)
+    bound = 1
     for column, coder in coders.items():
         codes, table = coder.level(levels[column])
-        # re-factorise after each column: the key stays below n, so it cannot overflow
-        key, _ = pd.factorize(key * len(table) + codes)
-    return key
+        card = max(len(table), 1)
+        if bound * card >= 2**62:
+            # re-factorise only when the mixed-radix key could overflow: it drops below n
+            key, uniques = pd.factorize(key)
+            bound = max(len(uniques), 1)
+        key = key * card + codes
+        bound *= card
+    return pd.factorize(key)[0]
 
 
 def class_sizes(keys: np.ndarray) -> np.ndarray:
@@ -125,13 +219,24 @@ def anonymise(facts: Sequence[CaseFacts], request: CohortRequest) -> Cohort:
     k = request.k
     qis = list(request.quasi_identifiers or ())
     n = len(facts)
-    coders = {c: _Coder(c, facts) for c in request.fields or ()}
+    coders = {
+        c: _SetCoder(c, facts) if HIERARCHIES[c].set_valued else _Coder(c, facts)
+        for c in request.fields or ()
+    }
     levels = dict.fromkeys(coders, 0)
     budget = math.floor(request.max_suppression * n + 1e-9)
     qi_coders = {c: coders[c] for c in qis}
 
-    def cost(lv: dict[str, int]) -> int:
+    def _cost(lv: dict[str, int]) -> int:
         return int(_small(qi_coders, lv, k).sum()) if qi_coders and n else 0
+
+    costs: dict[tuple[int, ...], int] = {}
+
+    def cost(lv: dict[str, int]) -> int:
+        key = tuple(lv[c] for c in qis)
+        if key not in costs:
+            costs[key] = _cost(lv)
+        return costs[key]
 
     bad = cost(levels)
     steps: list[str] = []
@@ -167,8 +272,7 @@ def anonymise(facts: Sequence[CaseFacts], request: CohortRequest) -> Cohort:
         keep = np.ones(n, dtype=bool)
     kept = np.flatnonzero(keep)
     # the rows leave in random order: the store's order (creation time) is not theirs to see
-    order = kept.copy()
-    secrets.SystemRandom().shuffle(order)  # type: ignore[arg-type]
+    order = np.random.default_rng(secrets.randbits(128)).permutation(kept)
 
     # an independent count on what is about to leave
     if qi_coders and len(order):
@@ -186,8 +290,15 @@ def anonymise(facts: Sequence[CaseFacts], request: CohortRequest) -> Cohort:
     columns: dict[str, list] = {}
     for c, coder in coders.items():
         codes, table = coder.level(levels[c])
-        labels = [list(v) if isinstance(v, tuple) else v for v in table]
-        columns[c] = [labels[i] for i in codes[order]]
+        shown: dict[int, object] = {}
+        out = []
+        for i in codes[order].tolist():
+            value = shown.get(i)
+            if value is None and i not in shown:
+                value = table[i]
+                value = shown[i] = list(value) if isinstance(value, tuple) else value
+            out.append(value)
+        columns[c] = out
     suppressed = n - len(order)
     summary = {
         "k": k,

@@ -104,15 +104,20 @@ class AnalysisReader:
         )
 
     def _decrypt(
-        self, rows: Iterable, *, pseudonyms: bool = False, whole: bool = False
+        self,
+        rows: Iterable[tuple],
+        *,
+        pseudonyms: bool = False,
+        whole: bool = False,
     ) -> list[CaseFacts]:
-        """Facts of ``rows``; ``whole`` means these are all studied cases (the cache shrinks)."""
+        """Facts of ``(row, consent scopes)`` pairs; ``whole``: all studied cases (the cache
+        keeps only these)."""
         keys = self.cases.keys
         out: list[CaseFacts] = []
         fresh: dict[str, tuple[datetime, CaseFacts]] = {}
         with self._lock:
             cache = self._cache
-        for row in rows:
+        for row, consent in rows:
             kept = cache.get(row.id)
             cipher = None
             if kept is not None and kept[0] == row.updated_at:
@@ -125,8 +130,10 @@ class AnalysisReader:
                     else None
                 )
                 facts = _facts(row, content)
+            if facts.consent != consent:
+                # consent changes without touching the case row: never trust the cached scopes
+                facts = replace(facts, consent=consent)
             fresh[row.id] = (row.updated_at, facts)
-            facts = replace(facts, consent=row.consent)
             if pseudonyms and row.pseudonym_enc is not None:
                 # pseudonyms are never cached: they leave only in a registry export
                 cipher = cipher or FieldCipher(keys.from_wrapped(case_key_id(row.id), row.wrapped))
@@ -174,7 +181,7 @@ class AnalysisReader:
         if network is not None:
             stmt = stmt.where(CaseRow.network == network)
         with session_scope(self.cases.sessions, write=False) as s:
-            rows = [_Row(r, _scopes(r.scopes, r.withdrawn)) for r in s.execute(stmt).all()]
+            rows = [(r, _scopes(r.scopes, r.withdrawn)) for r in s.execute(stmt).all()]
         return self._decrypt(rows, pseudonyms=pseudonyms, whole=network is None)
 
     def readable(
@@ -201,7 +208,9 @@ class AnalysisReader:
                 .where(CaseRow.id.in_(allowed))
                 .order_by(CaseRow.created_at, CaseRow.id)
             )
-            found = [_Row(r, refs[r.id].consent) for r in s.execute(stmt).all()]
+            found = [
+                (r, frozenset(c.value for c in refs[r.id].consent)) for r in s.execute(stmt).all()
+            ]
         facts = self._decrypt(found)
         return [replace(f, ref=refs[f.id]) for f in facts]
 
@@ -234,16 +243,3 @@ class AnalysisReader:
                 client=ctx.client,
                 detail=text,
             )
-
-
-class _Row:
-    """A result row with the consent scopes it was selected under."""
-
-    __slots__ = ("_row", "consent")
-
-    def __init__(self, row, consent: frozenset) -> None:  # noqa: ANN001
-        self._row = row
-        self.consent = frozenset(str(c) for c in consent)
-
-    def __getattr__(self, name: str):  # noqa: ANN204
-        return getattr(self._row, name)
