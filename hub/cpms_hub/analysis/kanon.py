@@ -63,18 +63,21 @@ class Cohort:
         return pd.DataFrame(self.columns, columns=list(self.columns))
 
 
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 class _Coder:
     """Integer codes of one column at each level, computed once per distinct value."""
 
     def __init__(self, column: str, facts: Sequence[CaseFacts]) -> None:
         self.h = HIERARCHIES[column]
-        ids: dict[object, int] = {}
-        values = map(self.h.base, facts)
-        # setdefault numbers each new value in order of first appearance
-        codes = np.fromiter(
-            (ids.setdefault(v, len(ids)) for v in values), dtype=np.int64, count=len(facts)
+        # hashing in pandas' C loop; None stays a value of its own ("unknown"), not a gap
+        codes, uniques = pd.factorize(
+            pd.Series([self.h.base(f) for f in facts], dtype=object), use_na_sentinel=False
         )
-        self.distinct: list[object] = list(ids)
+        self.distinct: list[object] = [None if _missing(v) else v for v in uniques]
+        codes = codes.astype(np.int64)
         self.base_codes = codes
         self._levels: dict[int, tuple[np.ndarray, list[object]]] = {}
 
@@ -128,15 +131,14 @@ class _SetCoder:
     def __init__(self, column: str, facts: Sequence[CaseFacts]) -> None:
         self.h = HIERARCHIES[column]
         self.n = len(facts)
-        self._intern: dict[str, int] = {}
-        self._names: list[str] = []
-        rows, terms = [], []
-        for i, f in enumerate(facts):
-            for t in self.h.base(f):  # type: ignore[union-attr]
-                rows.append(i)
-                terms.append(self._id(t))
-        self.rows = np.array(rows, dtype=np.int64)
-        self.terms = np.array(terms, dtype=np.int64)
+        sets = [self.h.base(f) for f in facts]
+        lengths = np.fromiter(map(len, sets), dtype=np.int64, count=self.n)  # type: ignore[arg-type]
+        flat = [t for terms in sets for t in terms]  # type: ignore[union-attr]
+        codes, uniques = pd.factorize(pd.Series(flat, dtype=object))
+        self._names: list[str] = list(uniques)
+        self._intern: dict[str, int] = {t: i for i, t in enumerate(self._names)}
+        self.rows = np.repeat(np.arange(self.n, dtype=np.int64), lengths)
+        self.terms = codes.astype(np.int64)
         self.base_codes = np.zeros(self.n, dtype=np.int64)  # only its length is read
         self._levels: dict[int, tuple[np.ndarray, _Labels]] = {}
 
@@ -290,15 +292,12 @@ def anonymise(facts: Sequence[CaseFacts], request: CohortRequest) -> Cohort:
     columns: dict[str, list] = {}
     for c, coder in coders.items():
         codes, table = coder.level(levels[c])
-        shown: dict[int, object] = {}
-        out = []
-        for i in codes[order].tolist():
-            value = shown.get(i)
-            if value is None and i not in shown:
-                value = table[i]
-                value = shown[i] = list(value) if isinstance(value, tuple) else value
-            out.append(value)
-        columns[c] = out
+        picked = codes[order]
+        labels = np.empty(len(table), dtype=object)
+        for i in np.unique(picked).tolist():
+            value = table[i]
+            labels[i] = list(value) if isinstance(value, tuple) else value
+        columns[c] = labels[picked].tolist()
     suppressed = n - len(order)
     summary = {
         "k": k,

@@ -163,9 +163,8 @@ class AnalysisReader:
             .group_by(ConsentRow.case_id)
             .subquery()
         )
-        stmt = (
-            select(*self._columns(), ConsentRow.scopes, ConsentRow.withdrawn)
-            .join(DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id)
+        light = (
+            select(CaseRow.id, CaseRow.updated_at, ConsentRow.scopes, ConsentRow.withdrawn)
             .join(ConsentRow, ConsentRow.case_id == CaseRow.id)
             .join(
                 latest,
@@ -179,9 +178,32 @@ class AnalysisReader:
             .order_by(CaseRow.created_at, CaseRow.id)
         )
         if network is not None:
-            stmt = stmt.where(CaseRow.network == network)
+            light = light.where(CaseRow.network == network)
         with session_scope(self.cases.sessions, write=False) as s:
-            rows = [(r, _scopes(r.scopes, r.withdrawn)) for r in s.execute(stmt).all()]
+            found = s.execute(light).all()
+            with self._lock:
+                cache = self._cache
+            # ciphertext is fetched only for cases not already decrypted as they are now
+            missing = [
+                r.id
+                for r in found
+                if pseudonyms or (kept := cache.get(r.id)) is None or kept[0] != r.updated_at
+            ]
+            heavy = select(*self._columns()).join(
+                DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id
+            )
+            full: dict[str, object] = {}
+            if len(missing) > 2000:
+                wanted = set(missing)
+                full = {r.id: r for r in s.execute(heavy) if r.id in wanted}
+            else:
+                for start in range(0, len(missing), 500):
+                    chunk = missing[start : start + 500]
+                    full.update((r.id, r) for r in s.execute(heavy.where(CaseRow.id.in_(chunk))))
+        gone = set(missing) - set(full)  # erased between the two reads
+        rows = [
+            (full.get(r.id, r), _scopes(r.scopes, r.withdrawn)) for r in found if r.id not in gone
+        ]
         return self._decrypt(rows, pseudonyms=pseudonyms, whole=network is None)
 
     def readable(
