@@ -47,7 +47,7 @@ def _utc(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _facts(row, content: dict | None) -> CaseFacts:  # noqa: ANN001 - a Row of the query below
+def _facts(row, content: dict | None, consent: frozenset[str]) -> CaseFacts:  # noqa: ANN001
     patient = (content or {}).get("patient") or {}
     phenotypes = (content or {}).get("phenotypes") or []
     diagnoses = (content or {}).get("diagnoses") or []
@@ -68,6 +68,7 @@ def _facts(row, content: dict | None) -> CaseFacts:  # noqa: ANN001 - a Row of t
         confirmed=tuple(d["code"] for d in diagnoses if d.get("confirmed")),
         genetics=tuple((g["gene"], g["hgvs"]) for g in (content or {}).get("genetics") or []),
         urgency=(content or {}).get("urgency") or "routine",
+        consent=consent,
     )
 
 
@@ -129,7 +130,7 @@ class AnalysisReader:
                     if row.content_enc is not None
                     else None
                 )
-                facts = _facts(row, content)
+                facts = _facts(row, content, consent)
             if facts.consent != consent:
                 # consent changes without touching the case row: never trust the cached scopes
                 facts = replace(facts, consent=consent)
