@@ -72,6 +72,13 @@ function button(text, title, cls) {
   return b;
 }
 
+// the viewer's height: a CSS length from the notebook widget, pixels (a number) from Panel
+function cssHeight(model) {
+  const h = model.get("height");
+  if (typeof h === "number" && h > 0) return `${h}px`;
+  return typeof h === "string" && h ? h : "600px";
+}
+
 export default {
   render({ model, el }) {
     const started = performance.now();
@@ -83,7 +90,7 @@ export default {
     root.style.cssText =
       "position:relative;display:flex;flex-direction:column;width:100%;background:#000;" +
       "border:1px solid #444;outline:none;user-select:none;color:#eee;font:12px sans-serif";
-    root.style.height = model.get("height") || "600px";
+    root.style.height = cssHeight(model);
 
     // -- toolbar -------------------------------------------------------------------------
     const bar = document.createElement("div");
@@ -702,7 +709,7 @@ export default {
     // -- model --------------------------------------------------------------------------------
     const onMeta = () => open().catch(fail);
     const onHeight = () => {
-      root.style.height = model.get("height") || "600px";
+      root.style.height = cssHeight(model);
     };
     model.on("change:meta_url", onMeta);
     model.on("change:series", fillSeries);
