@@ -326,7 +326,9 @@ class DicomStore:
                 }
                 pending.append((row, blobs, doc))
             counts = {
-                k: sum(1 for e in report if e["status"] == k) for k in ("stored", "held", "error")
+                "stored": sum(1 for e in report if e["status"] == "stored"),
+                "held": sum(1 for e in report if e["status"] == "held"),
+                "errors": sum(1 for e in report if e["status"] == "error"),
             }
             with session_scope(self.cases.sessions) as s:
                 cipher = self.cases._cipher(s, case_id)
@@ -357,15 +359,13 @@ class DicomStore:
                     "dicom.import",
                     case_id,
                     detail=f"source={source} new={len(pending)} stored={counts['stored']} "
-                    f"held={counts['held']} errors={counts['error']}",
+                    f"held={counts['held']} errors={counts['errors']}",
                 )
         except BaseException:
             for blob_id in written:
                 self.cases.blobs.delete(blob_id)
             raise
         studies = sorted({e["study_uid"] for e in report if e.get("study_uid")})
-        for e in report:
-            e.pop("study_uid", None)
         return {"study_uids": studies, "instances": report, **counts}
 
     def import_file(
