@@ -301,3 +301,25 @@ def test_dicomweb_refuses_outsiders_everywhere(deployment, tokens, case_id, impo
         # and without a token: 401
         r = c.get(f"{deployment.api}/cases/{case_id}/dicomweb/studies")
         assert r.status_code == 401
+
+
+def test_client_imports_a_folder(deployment, tokens, case_id, imported, tmp_path) -> None:
+    from cpms_widgets.client import CaseStoreClient
+
+    ct_series(tmp_path / "DOE_JANE", slices=3, size=32, seed=11)
+    seen: list[tuple[int, int]] = []
+    with CaseStoreClient(deployment.api, tokens["clin-a"]) as client:
+        report = client.import_dicom(
+            case_id, tmp_path / "DOE_JANE", progress=lambda s, t: seen.append((s, t))
+        )
+        assert (report["stored"], report["held"], report["errors"]) == (3, 0, 0), report
+        assert report["original_deleted"] is True
+        assert seen and seen[-1][0] == seen[-1][1]
+        series_uid = report["instances"][0]["series_uid"]
+        assert any(
+            s["series_uid"] == series_uid
+            for st in client.list_studies(case_id)
+            for s in st["series"]
+        )
+        grant = client.dicom_grant(case_id, series_uid)
+        assert grant["header"] == GRANT and grant["meta_url"].endswith("/meta")

@@ -405,6 +405,7 @@ class DicomStore:
             source=f"file:{file_id}",
         )
         del data
+        result["file_id"] = file_id
         result["original_deleted"] = result["held"] == 0
         if result["original_deleted"]:
             with session_scope(self.cases.sessions) as s:
