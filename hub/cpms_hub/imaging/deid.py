@@ -54,6 +54,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -78,6 +79,7 @@ __all__ = [
     "profile_rules",
 ]
 
+_ROW = re.compile(r"^\([0-9A-Fa-fxg]{4},[0-9A-Fa-fxe]{4}\)\t")
 PROFILE_FILE = Path(__file__).with_name("ps3.15-e1-1-basic-profile.tsv")
 OPTIONS_FILE = Path(__file__).with_name("ps3.15-e1-1-with-options.tsv")
 
@@ -161,12 +163,16 @@ class ProfileRule:
 
 
 def _read_tsv(path: Path) -> list[list[str]]:
-    rows = []
+    """Rows of a table file; a cell with a line break (one attribute name) is joined back."""
+    lines: list[str] = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if not line or line.startswith("#"):
+        if line.startswith("#"):
             continue
-        rows.append((line.split("\t") + [""] * 15)[:15])
-    return rows[1:]  # the header row
+        if _ROW.match(line) or line.startswith("tag\t"):
+            lines.append(line)
+        elif lines:
+            lines[-1] += " " + line
+    return [(line.split("\t") + [""] * 15)[:15] for line in lines[1:] if line.strip()]
 
 
 @cache
