@@ -7,7 +7,8 @@ de-identifies every instance (PS3.15 Basic Profile) before anything is kept. The
 follows the upload; the report then lists, per instance, whether it was stored, held or
 refused, and which attributes were removed. Instances *held* because they may carry
 burned-in annotations can be confirmed one by one (the user has looked and found none, or
-accepts them) and imported again; nothing held passes silently. Keys and messages of the
+accepts them) and imported again from the upload the store kept for that purpose; nothing
+held passes silently. Keys and messages of the
 report never carry patient data, so they are shown as they come.
 
 The import runs in a thread so the notebook stays responsive while the bar moves;
@@ -136,7 +137,6 @@ class DicomImportWidget(w.VBox):
         )
         self.problems = classed(w.HTML(), "cpms-dicom-problems", "cpms-problems")
         self.last_report: dict[str, Any] | None = None
-        self._last_path: Path | None = None
         self._callbacks: list[Callable[[dict[str, Any]], None]] = []
         self._thread: threading.Thread | None = None
         self._started = 0.0
@@ -207,30 +207,37 @@ class DicomImportWidget(w.VBox):
         return self._import(path, ())
 
     def confirm_selected(self) -> dict[str, Any] | None:
-        """Import the last path again, with the selected held instances confirmed."""
+        """Import the held upload again (the store kept it), the selected images confirmed."""
         chosen = tuple(self.held.value)
-        if not chosen or self._last_path is None:
+        file_id = (self.last_report or {}).get("file_id")
+        if not chosen or not file_id:
             self.problems.value = problems_html(
                 [FieldProblem("held", "select the held images you have checked")]
             )
             return None
-        return self._import(self._last_path, chosen)
+        return self._import(None, chosen, file_id=file_id)
 
-    def _import(self, path: Path, confirmed: tuple[str, ...]) -> dict[str, Any] | None:
+    def _import(
+        self, path: Path | None, confirmed: tuple[str, ...], *, file_id: str | None = None
+    ) -> dict[str, Any] | None:
         self.problems.value = ""
         self.import_button.disabled = self.confirm_button.disabled = True
         self.progress.value = 0
         self._started = time.monotonic()
         try:
-            report = self.client.import_dicom(
-                self.case_id, path, confirm_burned_in=confirmed, progress=self._progress
-            )
+            if file_id is not None:  # nothing to upload: the store still has the file
+                report = self.client.import_dicom_file(
+                    self.case_id, file_id, confirm_burned_in=confirmed
+                )
+            else:
+                report = self.client.import_dicom(
+                    self.case_id, path, confirm_burned_in=confirmed, progress=self._progress
+                )
         except Exception as exc:  # noqa: BLE001 - every refusal is shown by field
             self.problems.value = problems_html(error_problems(exc))
             return None
         finally:
             self.import_button.disabled = self.confirm_button.disabled = False
-        self._last_path = path
         self.last_report = report
         self.progress.value = self.progress.max
         self.report.value = report_html(report)
