@@ -25,6 +25,7 @@ are read straight from the encrypted file at an offset, with no decode at all.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import struct
 import warnings
@@ -55,6 +56,11 @@ __all__ = [
     "render_frame",
     "view_of",
 ]
+
+# pydicom logs and warns with *values* from the file (an invalid PatientName, a date):
+# those must never reach the service's log, so its logger and warnings are silenced here
+logging.getLogger("pydicom").disabled = True
+warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
 
 _NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian)
 _PASS_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -144,7 +145,7 @@ def iter_items(
         try:
             with archive.open(info) as fh:
                 body = fh.read(limits.max_file_bytes + 1)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError):
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError):
             yield ImportItem(index, None, "this member of the archive is damaged")
             continue
         except RuntimeError:  # encrypted members
