@@ -31,8 +31,14 @@ import param
 
 from cpms_hub.domain import CpmsError
 
-from ..client import CaseStoreClient
-from ..viewers.dicom_viewer import BUNDLE, DEFAULT_PREFIX, SeriesGrants, series_choices
+# absolute imports: ``panel serve`` runs this file as a script, outside its package
+from cpms_widgets.client import CaseStoreClient
+from cpms_widgets.viewers.dicom_viewer import (
+    BUNDLE,
+    DEFAULT_PREFIX,
+    SeriesGrants,
+    series_choices,
+)
 
 __all__ = ["DicomApp", "DicomViewerPane"]
 
@@ -143,4 +149,7 @@ def _serve() -> None:
 
 
 if __name__.startswith("bokeh"):
-    _serve()
+    # the package's own module, so the component class is the one and only
+    from cpms_widgets.apps.dicom_app import _serve as serve
+
+    serve()
