@@ -323,3 +323,32 @@ def test_client_imports_a_folder(deployment, tokens, case_id, imported, tmp_path
         )
         grant = client.dicom_grant(case_id, series_uid)
         assert grant["header"] == GRANT and grant["meta_url"].endswith("/meta")
+
+
+@pytest.mark.parametrize("user", ["clin-b", "sci-d", "help-h"])
+def test_dicom_routes_refuse_outsiders(deployment, tokens, case_id, imported, user) -> None:
+    studies = _studies(deployment, tokens["clin-a"], case_id)
+    series_uid = _series(studies, "CT")["series_uid"]
+    api = f"{deployment.api}/cases/{case_id}/dicom"
+    with _client() as c:
+        for method, url, body in (
+            ("POST", f"{api}/imports", {"file_id": imported["file_id"]}),
+            ("GET", f"{api}/studies", None),
+            ("POST", f"{api}/series/{series_uid}/grant", None),
+        ):
+            r = c.request(method, url, json=body, headers=_auth(tokens[user]))
+            assert r.status_code == 403, (user, url, r.text)
+            assert r.json()["reasons"]
+
+
+def test_views_are_audited(deployment, tokens, case_id, imported) -> None:
+    with _client() as c:
+        r = c.get(
+            f"{deployment.api}/audit", params={"case_id": case_id}, headers=_auth(tokens["audit-u"])
+        )
+    assert r.status_code == 200, r.text
+    actions = {e["action"] for e in r.json()}
+    assert {"dicom.import", "dicom.list", "dicom.grant", "dicom.view", "dicom.open"} <= actions
+    assert {"dicomweb.search", "dicomweb.retrieve", "dicomweb.frames"} <= actions
+    denied = [e for e in r.json() if e["outcome"] == "denied"]
+    assert denied  # the refusals above are in the trail too

@@ -24,12 +24,12 @@ from __future__ import annotations
 import io
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated
 
 import anyio.from_thread
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread
 from starlette.concurrency import run_in_threadpool
 
@@ -83,16 +83,19 @@ def _attr(vr: str, *values: object) -> dict:
     return {"vr": vr, "Value": present} if present else {"vr": vr}
 
 
-def _multipart(parts: list[bytes], part_type: str) -> Response:
+def _multipart(parts: Iterable[bytes], part_type: str) -> StreamingResponse:
+    """A ``multipart/related`` answer, streamed: one instance in memory at a time."""
     boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for part in parts:
-        body.write(f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode())
-        body.write(part)
-        body.write(b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
+
+    def body() -> Iterator[bytes]:
+        for part in parts:
+            yield f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
+            yield part
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
     media = f'multipart/related; type="{part_type}"; boundary={boundary}'
-    return Response(body.getvalue(), media_type=media, headers=_NO_STORE)
+    return StreamingResponse(body(), media_type=media, headers=_NO_STORE)
 
 
 def _parse_multipart(body: bytes, content_type: str) -> list[bytes]:
@@ -265,8 +268,8 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
 
     # -- WADO-RS -----------------------------------------------------------
 
-    def files(key: bytes, found: list[DicomInstance]) -> list[bytes]:
-        return [store.read_blob(key, inst.blob_id) for inst in found]
+    def files(key: bytes, found: list[DicomInstance]) -> Iterator[bytes]:
+        return (store.read_blob(key, inst.blob_id) for inst in found)
 
     def metadata(key: bytes, found: list[DicomInstance]) -> list[dict]:
         out = []
