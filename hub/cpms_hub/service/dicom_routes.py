@@ -29,6 +29,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from cpms_hub.domain import NotFoundError, ValidationError
 from cpms_hub.imaging.deid import DeidKeys
@@ -116,6 +117,13 @@ class _SeriesCache:
         self._entries: OrderedDict[str, _OpenSeries] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, key: str) -> _OpenSeries | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
     def get(self, key: str, opener) -> _OpenSeries:  # noqa: ANN001
         with self._lock:
             entry = self._entries.get(key)
@@ -191,6 +199,12 @@ def dicom_router(
         # keyed by case too: a grant for (case X, series S) must not reach another case's S
         return cache.get(f"{case_id}/{series_uid}", opener)
 
+    def _fast_grant(request: Request, case_id: str, series_uid: str) -> GrantClaims | None:
+        """The claims of a grant already audited, or None when the slow path is needed."""
+        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, f"dicom:{series_uid}")
+        with seen_lock:
+            return claims if claims.nonce in seen else None
+
     def frame_bytes(series: _OpenSeries, sop_uid: str, n: int) -> tuple[bytes, DicomInstance]:
         inst = series.by_sop.get(sop_uid)
         if inst is None:
@@ -259,10 +273,21 @@ def dicom_router(
         return JSONResponse(body, headers=_FRAME_HEADERS)
 
     @router.get("/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}")
-    def frame(case_id: str, series_uid: str, sop_uid: str, n: int, request: Request) -> Response:
-        """Raw little-endian pixels of frame ``n`` (from 1); no database access per frame."""
-        claims = granted(request, case_id, series_uid)
-        series = series_for(request, claims, case_id, series_uid)
+    async def frame(
+        case_id: str, series_uid: str, sop_uid: str, n: int, request: Request
+    ) -> Response:
+        """Raw little-endian pixels of frame ``n`` (from 1); no database access per frame.
+
+        Run on the event loop, not in the thread pool: once the grant and the series have
+        been seen, a frame is a sub-millisecond read and decryption, cheaper than the hop
+        to a worker thread. The first request of a grant or series (one audit write, one
+        index read) goes to a thread."""
+        claims = _fast_grant(request, case_id, series_uid)
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, series_uid)
+        series = cache.peek(f"{case_id}/{series_uid}")
+        if series is None:
+            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
         data, _ = frame_bytes(series, sop_uid, n)
         return Response(data, media_type="application/octet-stream", headers=_FRAME_HEADERS)
 
