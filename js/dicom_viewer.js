@@ -295,7 +295,11 @@ export default {
       return out;
     }
 
+    let painted = ""; // what `offscreen` holds: a pan or a zoom does not repaint it
     function paintFrame(slice, entry) {
+      const stamp = `${keyOf(slice)}|${wc}|${ww}|${generation}`;
+      if (stamp === painted) return;
+      painted = stamp;
       const inst = slice.inst;
       const rows = inst.rows;
       const cols = inst.columns;
@@ -351,7 +355,6 @@ export default {
       return { value: Math.hypot(dx * sp[1], dy * sp[0]), unit: "mm" };
     }
 
-    let frameDrawn = null; // the slice whose pixels are in `offscreen`
     function draw() {
       if (destroyed || !slices.length) return;
       const slice = slices[current];
@@ -369,7 +372,6 @@ export default {
       ctx.fillRect(0, 0, w, h);
       if (!entry) return;
       paintFrame(slice, entry);
-      frameDrawn = slice;
       const { scale, ox, oy } = geometry();
       ctx.imageSmoothingEnabled = scale < 2;
       ctx.drawImage(offscreen, ox, oy, slice.inst.columns * scale, slice.inst.rows * scale);
@@ -433,11 +435,13 @@ export default {
       slider.value = String(i);
       root.dataset.wanted = String(i);
       const slice = slices[i];
-      if (cache.has(keyOf(slice))) redraw();
+      // a slice in hand is drawn now, not at the next animation frame: a key press or a
+      // wheel step shows its slice at once (drags, which fire far more often, use redraw)
+      if (cache.has(keyOf(slice))) draw();
       else {
         load(slice, true)
           .then(() => {
-            if (slices[current] === slice) redraw();
+            if (slices[current] === slice) draw();
           })
           .catch((err) => setStatus(String(err.message || err), true));
       }
