@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -103,3 +105,31 @@ def test_refused_and_erased(backend: State, series) -> None:
     with session_scope(backend.sessions, write=False) as s:
         assert s.scalar(select(func.count()).select_from(DicomInstanceRow)) == 0
     assert _blob_files(backend) == 0
+
+
+def test_no_identifier_reaches_the_disk(backend: State, series, request) -> None:
+    """Markers in identifying attributes are found nowhere on disk after an import."""
+    import pydicom
+    from sqlalchemy.engine import make_url
+
+    from tests.store.test_plaintext_scan import hits, read_tree
+
+    tag = uuid.uuid4().hex
+    ds = pydicom.dcmread(io.BytesIO(series[0]))
+    markers = [f"ZEBRA-{k}-{tag}" for k in ("NAME", "ID", "INST", "DESC", "PRIV")]
+    ds.PatientName, ds.PatientID, ds.InstitutionName, ds.StudyDescription = markers[:4]
+    block = ds.private_block(0x0011, "CPMS TEST", create=True)
+    block.add_new(0x01, "LO", markers[4])
+    original_uid = str(ds.SOPInstanceUID)
+    out = io.BytesIO()
+    ds.save_as(out)
+    case = new_case(backend)
+    upload = _upload(backend, case.id, out.getvalue())
+    report = dicom_store(backend).import_file(case.id, upload.id, authorize=allow, ctx=CTX)
+    assert report["stored"] == 1
+    needles = [*markers, original_uid]
+    assert hits(read_tree(Path(backend.settings.state_dir)), needles) == []
+    if backend.engine.dialect.name != "sqlite":
+        cluster = request.getfixturevalue("postgres_cluster")
+        dump = cluster.dump(make_url(backend.settings.db_url).database)
+        assert hits({"pg_dump": dump}, needles) == []
