@@ -350,8 +350,9 @@ def _walk(ds: Dataset, keys: DeidKeys, days: int, report: DeidReport) -> None:
     for tag in list(ds.keys()):
         elem = ds[tag]
         name = _name(tag)
-        if tag.is_private or (tag.element == 0 and tag.group != 0x0008):
-            # private attributes (creators included) and group lengths go
+        if tag.is_private or tag.element == 0:
+            # private attributes (creators included) go; so do group lengths (retired, and
+            # wrong once elements have been removed)
             del ds[tag]
             report.removed.add(name)
             continue

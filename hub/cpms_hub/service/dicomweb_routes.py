@@ -409,13 +409,11 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
                     return
 
         def run() -> tuple[int, dict]:
+            authorize, ctx = policy(actor, Action.FILE_WRITE), ctx_of(request, actor)
+            # decided before the body is read: an outsider cannot make the service buffer it
+            store.check_store(case_id, authorize=authorize, ctx=ctx)
             parts = _parse_multipart(b"".join(body_bytes()), content_type)
-            report = store.store_payloads(
-                case_id,
-                parts,
-                authorize=policy(actor, Action.FILE_WRITE),
-                ctx=ctx_of(request, actor),
-            )
+            report = store.store_payloads(case_id, parts, authorize=authorize, ctx=ctx)
             return _stow_answer(report, base_url(case_id))
 
         status, body = await run_in_threadpool(run)

@@ -416,6 +416,12 @@ class DicomStore:
             self.cases.blobs.delete(file_id)
         return result
 
+    def check_store(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> None:
+        """Refuse (and audit) a STOW-RS caller before its body is even read."""
+        with session_scope(self.cases.sessions) as s:
+            row = self.cases._row(s, case_id)
+            self.cases._check(s, row, authorize, ctx, "dicom.store")
+
     def store_payloads(
         self,
         case_id: str,
@@ -425,9 +431,7 @@ class DicomStore:
         ctx: AuditContext,
     ) -> dict:
         """STOW-RS: each payload one instance, de-identified exactly like an import."""
-        with session_scope(self.cases.sessions) as s:
-            row = self.cases._row(s, case_id)
-            self.cases._check(s, row, authorize, ctx, "dicom.store")
+        self.check_store(case_id, authorize=authorize, ctx=ctx)
 
         @dataclass(frozen=True)
         class _Item:
