@@ -28,6 +28,8 @@ const PREFETCH_AHEAD = 12;
 const PREFETCH_BEHIND = 4;
 const MAX_PARALLEL = 6;
 const ZOOM_STEP = 1.25;
+//: largest stored-value range mapped through a lookup table (16-bit data always is)
+const MAX_LUT = 1 << 20;
 
 function typedFrame(buffer, inst) {
   const bits = inst.bits_allocated || 16;
@@ -318,10 +320,23 @@ export default {
           const b = table[data[j + 2]] & 0xff;
           px[i] = 0xff000000 | (b << 16) | (g << 8) | r;
         }
-      } else {
+      } else if (entry.hi - entry.lo <= MAX_LUT) {
         const table = buildLut(inst, entry.lo, entry.hi);
         const lo = entry.lo;
         for (let i = 0; i < px.length; i++) px[i] = table[data[i] - lo];
+      } else {
+        // 32-bit values spanning more than a table can hold: the same function per pixel
+        const slope = inst.rescale_slope ?? 1;
+        const icpt = inst.rescale_intercept ?? 0;
+        const w = Math.max(ww, 2);
+        const low = wc - 0.5 - (w - 1) / 2;
+        const invert = inst.photometric === "MONOCHROME1";
+        for (let i = 0; i < px.length; i++) {
+          let g = (((data[i] * slope + icpt - low) / (w - 1)) * 255) | 0;
+          g = g < 0 ? 0 : g > 255 ? 255 : g;
+          if (invert) g = 255 - g;
+          px[i] = 0xff000000 | (g << 16) | (g << 8) | g;
+        }
       }
       offscreen.getContext("2d").putImageData(imageData, 0, 0);
     }
