@@ -50,6 +50,7 @@ from sqlalchemy import (
     delete,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cpms_hub.crypto.segmented import DEFAULT_SEGMENT_SIZE, SegmentedReader, SegmentedWriter
@@ -361,6 +362,14 @@ class DicomStore:
                     detail=f"source={source} new={len(pending)} stored={counts['stored']} "
                     f"held={counts['held']} errors={counts['errors']}",
                 )
+        except sa_exc.IntegrityError:
+            for blob_id in written:
+                self.cases.blobs.delete(blob_id)
+            # the unique index on (case, SOP UID): another import stored one of these first
+            raise ConflictError(
+                "concurrent import",
+                reasons=("file_id: another import stored some of these instances; import again",),
+            ) from None
         except BaseException:
             for blob_id in written:
                 self.cases.blobs.delete(blob_id)
