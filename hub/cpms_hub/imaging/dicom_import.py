@@ -192,8 +192,18 @@ def _write(ds: Dataset) -> bytes:
     return out.getvalue()
 
 
-def _pixel_offset(data: bytes) -> int:
-    """Where the PixelData value starts in a written native file."""
+def _pixel_offset(data: bytes, length: int) -> int:
+    """Where the PixelData value starts in a written Explicit VR Little Endian file.
+
+    Pixel data is the last element once de-identification removed the trailing padding
+    and signatures, so its 12-byte header (tag, OB/OW, reserved, 32-bit length) sits right
+    before the last ``length`` bytes; that is checked, and the file parsed when it is not.
+    """
+    at = len(data) - length
+    head = data[at - 12 : at]
+    expected = (b"\xe0\x7f\x10\x00OB\x00\x00", b"\xe0\x7f\x10\x00OW\x00\x00")
+    if at >= 12 and head[:8] in expected and int.from_bytes(head[8:], "little") == length:
+        return at
     from pydicom import dcmread
 
     ds = dcmread(io.BytesIO(data), defer_size=1024)
@@ -264,7 +274,7 @@ def prepare_instance(
         written = _write(ds)
     except Exception as exc:
         raise ValidationError("file", f"could not be written back ({type(exc).__name__})") from None
-    offset = _pixel_offset(written) if native else None
+    offset = _pixel_offset(written, len(ds.PixelData)) if native else None
     return PreparedInstance(
         key=key,
         study_uid=str(ds.StudyInstanceUID),
