@@ -128,3 +128,29 @@ def test_viewer_refuses_unknown_series_and_other_hospitals(deployment, tokens, i
     with CaseStoreClient(deployment.api, tokens["clin-b"]) as other:
         with pytest.raises(CpmsError):
             DicomViewer(other, case.id, auto_refresh=False)
+
+
+def test_held_images_are_confirmed_from_the_kept_upload(client, tmp_path) -> None:
+    import pydicom
+
+    path = us_cine(tmp_path / "burned.dcm", frames=2, rows=32, columns=32)
+    ds = pydicom.dcmread(path)
+    ds.BurnedInAnnotation = "YES"  # declares text in the pixels: never stored silently
+    ds.save_as(path)
+    case = client.create_case("DICOM held", "imaging")
+    widget = DicomImportWidget(client, case.id)
+    widget.path.value = str(path)
+    report = widget.run()
+    assert report is not None and report["held"] == 1 and report["stored"] == 0, report
+    assert widget.held_box.layout.display == "" and len(widget.held.options) == 1
+    assert client.list_studies(case.id) == []
+
+    # nothing chosen: refused, by field
+    assert widget.confirm_selected() is None
+    assert "held" in widget.problems.value
+
+    widget.held.value = tuple(widget.held.options)
+    confirmed = widget.confirm_selected()
+    assert confirmed is not None and confirmed["stored"] == 1, confirmed
+    assert widget.held_box.layout.display == "none"
+    assert [s["modality"] for st in client.list_studies(case.id) for s in st["series"]] == ["US"]
