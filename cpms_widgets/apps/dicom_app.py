@@ -17,7 +17,8 @@ as the store, so no cross-origin request is ever made.
 Served on its own (``panel serve cpms_widgets/apps/dicom_app.py``), it reads the case and
 series from the page's query (``?case=...&series=...``: identifiers, not patient data),
 the store URL from ``CPMS_STORE_URL`` and the user's token from Panel's OAuth login
-(``pn.state.access_token``) or, outside the hub, from ``CPMS_TOKEN``.
+(``pn.state.access_token``) or, outside the hub, from ``CPMS_TOKEN`` - never from a
+service's own token, so the store's policy and audit trail always see the person.
 """
 
 from __future__ import annotations
@@ -143,9 +144,7 @@ def _serve() -> None:
             alert_type="warning",
         ).servable()
         return
-    client = CaseStoreClient(url, token)
-    prefix = os.environ.get("CPMS_STORE_PREFIX", DEFAULT_PREFIX)
-    DicomApp(client, case_id, series_uid, store_prefix=prefix).servable(title="DICOM")
+    DicomApp(CaseStoreClient(url, token), case_id, series_uid).servable(title="DICOM")
 
 
 if __name__.startswith("bokeh"):
