@@ -314,7 +314,7 @@ def view_of(ds: Dataset, layout: FrameLayout) -> dict:
         frame_time = 1000.0 / rate if rate else None
     return {
         "sop_uid": str(ds.SOPInstanceUID),
-        "number": _int(ds, "InstanceNumber", 0) if _safe_int(ds, "InstanceNumber") else None,
+        "number": _safe_int(ds, "InstanceNumber"),
         "rows": layout.rows,
         "columns": layout.columns,
         "frames": layout.frames,

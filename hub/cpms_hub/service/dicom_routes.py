@@ -12,11 +12,12 @@
   little-endian pixels) and ``.../frames/{n}/rendered`` (8-bit PNG/JPEG).
 
 The grant routes mirror the slide tiles (see :mod:`.slide_routes` for the trade-off):
-**no database access per frame**. The first request of a grant opens the series once
-(one audited read of the index, which also holds the case's data key) into a bounded
-LRU; frames are then read straight from the encrypted blobs at an offset (the file
-itself for native pixel data, a decoded-frames blob for compressed data). Each grant is
-audited once (``dicom.view``).
+**no database access per frame**. Issuing a grant reads the series' index (audited
+``dicom.grant``, after the full policy decision) and keeps it, with the case's data key,
+in a bounded LRU; a series evicted meanwhile is opened again on its next request (audited
+``dicom.open``). Frames are then read straight from the encrypted blobs at an offset (the
+file itself for native pixel data, a decoded-frames blob for compressed data), on the
+event loop. Each grant's first use is audited once (``dicom.view``).
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ class _SeriesCache:
             if entry is not None:
                 self._entries.move_to_end(key)
             return entry
+
+    def put(self, key: str, entry: _OpenSeries) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
 
     def get(self, key: str, opener) -> _OpenSeries:  # noqa: ANN001
         with self._lock:
@@ -239,7 +247,7 @@ def dicom_router(
     @router.post("/cases/{case_id}/dicom/series/{series_uid}/grant")
     def grant(case_id: str, series_uid: str, request: Request, actor: ActorDep) -> JSONResponse:
         """A short-lived grant for this user to view this series (send it in X-CPMS-Grant)."""
-        _, found = store.instances(
+        key, found = store.instances(
             case_id,
             authorize=policy(actor, Action.FILE_READ),
             ctx=ctx_of(request, actor.name),
@@ -248,6 +256,8 @@ def dicom_router(
         )
         if not found:
             raise NotFoundError("no such series in this case")
+        # the viewer's next requests (meta, first frame) then find the series open
+        cache.put(f"{case_id}/{series_uid}", _OpenSeries(key, found))
         token = issuer.issue(actor.name, case_id, f"dicom:{series_uid}")
         expires = datetime.fromtimestamp(issuer.expires_at(token), UTC)
         body = {
