@@ -200,11 +200,18 @@ def main() -> None:
                 health = [f"{dep.api}/health"] * len(urls)
                 serve_1 = _rate(urls, headers, 1, frame_bytes)
                 serve_n = _rate(urls, headers, BROWSER_PARALLEL, frame_bytes)
+                # the same frames from the store directly: what the proxy in between costs
+                direct = [u.replace(dep.api, dep.direct_api, 1) for u in urls]
+                serve_direct = _rate(direct, headers, BROWSER_PARALLEL, frame_bytes)
                 health_1 = _rate(health, {}, 1, None)
                 health_n = _rate(health, {}, BROWSER_PARALLEL, None)
                 print(
                     f"served over HTTP (proxy, grant):    {serve_1:8.1f} frames/s, 1 client "
                     f"(first pass); {serve_n:.1f} with {BROWSER_PARALLEL} as the viewer fetches"
+                )
+                print(
+                    f"  the store without the proxy:      {serve_direct:8.1f} frames/s with "
+                    f"{BROWSER_PARALLEL}"
                 )
                 print(
                     f"  the HTTP floor, GET /health:      {health_1:8.1f} req/s, 1 client; "
