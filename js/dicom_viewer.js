@@ -27,6 +27,7 @@ const CACHE_BYTES = 256 * 1024 * 1024;
 const PREFETCH_AHEAD = 12;
 const PREFETCH_BEHIND = 4;
 const MAX_PARALLEL = 6;
+const FILL_PARALLEL = 2;
 const ZOOM_STEP = 1.25;
 //: largest stored-value range mapped through a lookup table (16-bit data always is)
 const MAX_LUT = 1 << 20;
@@ -241,7 +242,10 @@ export default {
             const data = typedFrame(await resp.arrayBuffer(), slice.inst);
             const [lo, hi] = minMax(data);
             const entry = { data, lo, hi, bytes: data.byteLength };
-            if (gen === generation) remember(key, entry);
+            if (gen === generation) {
+              remember(key, entry);
+              root.dataset.cached = String(cache.size);
+            }
             resolve(entry);
           } catch (err) {
             reject(err);
@@ -261,6 +265,27 @@ export default {
 
     function pump() {
       while (active < MAX_PARALLEL && queue.length) queue.shift()();
+      fill();
+    }
+
+    // When nothing else is asked for, the rest of the series comes in, nearest slices first,
+    // two requests at a time (the user's own scrolling keeps the other four), as long as it
+    // fits in the cache: a series scrolled once in full is then local.
+    const failed = new Set();
+    function fill() {
+      if (destroyed || !slices.length || !firstFrameSeen || queue.length || active >= FILL_PARALLEL)
+        return;
+      const bytes = slices[0].inst.rows * slices[0].inst.columns * 4;
+      if (cacheBytes + bytes * (inflight.size + 1) > CACHE_BYTES * 0.9) return;
+      for (let d = 0; d < slices.length; d++) {
+        for (const i of [current + d, current - d]) {
+          if (i < 0 || i >= slices.length) continue;
+          const key = keyOf(slices[i]);
+          if (cache.has(key) || inflight.has(key) || failed.has(key)) continue;
+          load(slices[i], false).catch(() => failed.add(key));
+          return;
+        }
+      }
     }
 
     function prefetch() {
@@ -427,6 +452,7 @@ export default {
         firstFrameSeen = true;
         root.dataset.firstFrameMs = (performance.now() - started).toFixed(1);
         setStatus("");
+        setTimeout(fill, 0);
       }
       root.dispatchEvent(new CustomEvent("cpms-dicom-frame", { detail: { slice: current } }));
     }
@@ -486,6 +512,8 @@ export default {
       cache.clear();
       cacheBytes = 0;
       queue.length = 0;
+      failed.clear();
+      delete root.dataset.cached;
       measures = [];
       firstFrameSeen = false;
       delete root.dataset.firstFrameMs;

@@ -184,8 +184,10 @@ def _scroll_and_window(page, viewer, traffic: Traffic, tmp_path: Path, tag: str)
     after.save(tmp_path / f"{tag}-03-windowed.png")
     assert _difference(before, after) > 2, "window/level did not change the picture"
     assert viewer.get_attribute("data-slice") == str(SLICES // 2 + 1)
-    # prefetching may still be filling the cache; a W/L drag itself asks for nothing new
-    page.wait_for_timeout(500)
+    # the viewer fetches the rest of the series in the background: once it is all in, a
+    # W/L drag asks for nothing new
+    _wait_attr(viewer, "data-cached", str(SLICES), 60)
+    page.wait_for_timeout(300)
     settled = len(traffic.frames)
     page.mouse.move(cx, cy)
     page.mouse.down()
