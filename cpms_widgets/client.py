@@ -45,6 +45,9 @@ from cpms_hub.domain.codec import consent_from_json, content_from_json, content_
 
 from .uploads import upload_file
 
+#: seconds an import may take (de-identification of every instance happens in the request)
+IMPORT_TIMEOUT = 900.0
+
 __all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
 
 
@@ -441,7 +444,13 @@ class CaseStoreClient:
         body: dict[str, Any] = {"file_id": file_id, "confirm_burned_in": list(confirm_burned_in)}
         if mask_regions:
             body["mask_regions"] = mask_regions
-        return self._request("POST", f"/cases/{quote(case_id, safe='')}/dicom/imports", json=body)
+        # the store de-identifies every instance before it answers: minutes for a large study
+        return self._request(
+            "POST",
+            f"/cases/{quote(case_id, safe='')}/dicom/imports",
+            json=body,
+            timeout=IMPORT_TIMEOUT,
+        )
 
     def list_studies(self, case_id: str) -> list[dict[str, Any]]:
         """The case's DICOM studies, each with its series."""
