@@ -133,3 +133,20 @@ def test_no_identifier_reaches_the_disk(backend: State, series, request) -> None
         cluster = request.getfixturevalue("postgres_cluster")
         dump = cluster.dump(make_url(backend.settings.db_url).database)
         assert hits({"pg_dump": dump}, needles) == []
+
+
+def test_an_unexpected_reader_error_fails_only_its_file(backend: State, series) -> None:
+    case = new_case(backend)
+    upload = _upload(backend, case.id, _zip({"1": series[0], "2": series[1], "3": series[2]}))
+    real = dicom_store(backend)
+
+    def flaky(data, secret, confirmed, mask):  # noqa: ANN001, ANN202
+        if data == series[1]:
+            raise RecursionError("deeply nested")  # a reader bug, not a CpmsError
+        return real.prepare(data, secret, confirmed, mask)
+
+    store = DicomStore(backend.cases, prepare=flaky, items=real.items)
+    report = store.import_file(case.id, upload.id, authorize=allow, ctx=CTX)
+    assert (report["stored"], report["errors"]) == (2, 1)
+    assert "unexpected error" in report["instances"][1]["message"]
+    assert "nested" not in str(report)  # the exception's text is not passed on

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,8 @@ __all__ = [
     "DicomInstanceRow",
     "DicomStore",
 ]
+
+log = logging.getLogger("cpms.store")
 
 #: largest upload (a .dcm or a .zip) imported at once: it is held in memory
 DEFAULT_MAX_DICOM_UPLOAD = 2 * 1024**3
@@ -205,7 +208,7 @@ class DicomStore:
         return hmac.new(data_key, b"cpms-dicom-deid", hashlib.sha256).digest()
 
     def _write_blob(
-        self, case_id: str, data_key: bytes, data: bytes, name: str, media_type: str, ctx
+        self, case_id: str, data_key: bytes, data: bytes, media_type: str, ctx: AuditContext
     ) -> BlobRow:
         blob_id = str(uuid.uuid4())
         with self.cases.blobs.writer(blob_id) as fh:
@@ -252,6 +255,7 @@ class DicomStore:
                     "index": item.index,
                     "key": None,
                     "status": "error",
+                    "study_uid": None,
                     "series_uid": None,
                     "sop_uid": None,
                     "removed": [],
@@ -266,6 +270,14 @@ class DicomStore:
                 except CpmsError as exc:
                     entry["message"] = "; ".join(exc.reasons)
                     continue
+                except MemoryError:
+                    raise
+                except Exception as exc:  # a reader's bug must fail this file, not the import
+                    log.error(
+                        "DICOM item %s of an import failed: %s", item.index, type(exc).__name__
+                    )
+                    entry["message"] = "could not be read (unexpected error in the DICOM reader)"
+                    continue
                 entry["key"] = prepared.key
                 if not hasattr(prepared, "sop_uid"):  # held for burned-in text
                     entry.update(status="held", message=prepared.reason)
@@ -279,14 +291,9 @@ class DicomStore:
                 )
                 if prepared.sop_uid in known:
                     entry["message"] = "already stored in this case (same de-identified UID)"
-                    entry["removed"] = sorted(prepared.report.removed)
                     continue
                 known.add(prepared.sop_uid)
-                blobs = [
-                    self._write_blob(
-                        case_id, data_key, prepared.dicom, "instance.dcm", DICOM_MEDIA_TYPE, ctx
-                    )
-                ]
+                blobs = [self._write_blob(case_id, data_key, prepared.dicom, DICOM_MEDIA_TYPE, ctx)]
                 written.append(blobs[0].id)
                 if prepared.pixels is not None:
                     blobs.append(
@@ -294,7 +301,6 @@ class DicomStore:
                             case_id,
                             data_key,
                             prepared.pixels,
-                            "frames.raw",
                             _PIXELS_MEDIA_TYPE,
                             ctx,
                         )
