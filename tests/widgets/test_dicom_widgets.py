@@ -154,3 +154,20 @@ def test_held_images_are_confirmed_from_the_kept_upload(client, tmp_path) -> Non
     assert confirmed is not None and confirmed["stored"] == 1, confirmed
     assert widget.held_box.layout.display == "none"
     assert [s["modality"] for st in client.list_studies(case.id) for s in st["series"]] == ["US"]
+
+
+def test_viewer_of_a_case_without_images_opens_after_an_import(client, tmp_path) -> None:
+    case = client.create_case("DICOM later", "imaging")
+    viewer = DicomViewer(client, case.id, auto_refresh=False)
+    try:
+        assert viewer.series == [] and viewer.meta_url == "" and viewer.grant == ""
+        assert "no DICOM series" in viewer.message
+        importer = DicomImportWidget(client, case.id)
+        importer.on_imported(lambda _report: viewer.reload_series())
+        importer.path.value = str(ct_series(tmp_path / "ct", slices=2, size=32)[0].parent)
+        assert importer.run() is not None
+        assert [s["modality"] for s in viewer.series] == ["CT"]
+        assert viewer.series_uid == viewer.series[0]["series_uid"]
+        assert viewer.meta_url.endswith("/meta") and viewer.grant and viewer.message == ""
+    finally:
+        viewer.close()
