@@ -7,7 +7,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test setup lint bench clean
 
-VIEWERS := cpms_widgets/viewers/static/slide_viewer.js
+VIEWERS := cpms_widgets/viewers/static/slide_viewer.js cpms_widgets/viewers/static/dicom_viewer.js
 
 setup: $(STAMPS)/python $(STAMPS)/node $(VIEWERS)
 
@@ -25,6 +25,10 @@ $(STAMPS)/node: package.json package-lock.json
 # the notebook viewers' front end: js/ bundled with OpenSeadragon into one ESM (not in git)
 cpms_widgets/viewers/static/slide_viewer.js: js/slide_viewer.js $(STAMPS)/node
 	node_modules/.bin/esbuild js/slide_viewer.js --bundle --format=esm --minify --outfile=$@
+
+# the DICOM viewer: a canvas and typed arrays, no third-party code (same ESM in Panel)
+cpms_widgets/viewers/static/dicom_viewer.js: js/dicom_viewer.js $(STAMPS)/node
+	node_modules/.bin/esbuild js/dicom_viewer.js --bundle --format=esm --minify --outfile=$@
 
 demo: setup
 	$(VENV)/bin/cpms-admin demo

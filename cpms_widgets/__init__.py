@@ -3,8 +3,9 @@
 Nothing here holds a key, a database URL or a blob path: everything goes
 through :class:`CaseStoreClient`, as the logged-in user, with their own token.
 
-The widgets (:class:`CaseForm`, :class:`ConsentWidget`, :class:`AttachmentsWidget`)
-are imported on first use, so importing the client does not load ipywidgets.
+The widgets (:class:`CaseForm`, :class:`ConsentWidget`, :class:`AttachmentsWidget`,
+:class:`DicomImportWidget`) and the :class:`DicomViewer` are imported on first use, so
+importing the client does not load ipywidgets or anywidget.
 """
 
 from typing import TYPE_CHECKING
@@ -12,11 +13,20 @@ from typing import TYPE_CHECKING
 from .client import CaseStoreClient, ClientSettings
 
 if TYPE_CHECKING:
-    from .widgets import AttachmentsWidget, CaseForm, ConsentWidget
+    from .viewers import DicomViewer
+    from .widgets import AttachmentsWidget, CaseForm, ConsentWidget, DicomImportWidget
 
-__all__ = ["AttachmentsWidget", "CaseForm", "CaseStoreClient", "ClientSettings", "ConsentWidget"]
+__all__ = [
+    "AttachmentsWidget",
+    "CaseForm",
+    "CaseStoreClient",
+    "ClientSettings",
+    "ConsentWidget",
+    "DicomImportWidget",
+    "DicomViewer",
+]
 
-_LAZY = {"AttachmentsWidget", "CaseForm", "ConsentWidget"}
+_LAZY = {"AttachmentsWidget", "CaseForm", "ConsentWidget", "DicomImportWidget"}
 
 
 def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
@@ -24,4 +34,8 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
         from . import widgets
 
         return getattr(widgets, name)
+    if name == "DicomViewer":
+        from .viewers import DicomViewer
+
+        return DicomViewer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -43,6 +45,9 @@ from cpms_hub.domain import (
 from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
 
 from .uploads import upload_file
+
+#: seconds an import may take (de-identification of every instance happens in the request)
+IMPORT_TIMEOUT = 900.0
 
 __all__ = ["CaseStoreClient", "ClientSettings", "StoreError"]
 
@@ -390,6 +395,73 @@ class CaseStoreClient:
     def slide_associated(self, case_id: str, slide_id: str) -> list[str]:
         path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/associated"
         return self._request("GET", path)
+
+    # -- DICOM studies -----------------------------------------------------
+
+    def import_dicom(
+        self,
+        case_id: str,
+        path: str | os.PathLike[str],
+        *,
+        confirm_burned_in: Iterable[str] = (),
+        mask_regions: dict[str, list[list[int]]] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a DICOM file, a folder of them or a ``.zip``, and import it.
+
+        A folder is zipped on the fly (uncompressed, in a private temporary folder that is
+        removed afterwards). Every instance is de-identified by the store; the report lists
+        each as ``stored``, ``held`` (may carry burned-in text: pass its ``key`` in
+        ``confirm_burned_in``, or regions to black out in ``mask_regions``, to
+        :meth:`import_dicom_file` with the report's ``file_id``) or ``error``.
+        """
+        path = Path(path)
+        with tempfile.TemporaryDirectory(prefix="cpms-dicom-") as tmp:
+            if path.is_dir():
+                bundle = Path(tmp) / "study.zip"
+                with zipfile.ZipFile(bundle, "w", zipfile.ZIP_STORED) as z:
+                    for i, f in enumerate(sorted(p for p in path.rglob("*") if p.is_file())):
+                        # member names carry no file names: those often name the patient
+                        z.write(f, f"{i:06d}.dcm")
+                stored = self.upload(
+                    case_id, bundle, media_type="application/zip", progress=progress, resume=False
+                )
+            else:
+                media = "application/zip" if path.suffix.lower() == ".zip" else "application/dicom"
+                stored = self.upload(case_id, path, media_type=media, progress=progress)
+        return self.import_dicom_file(
+            case_id, stored.id, confirm_burned_in=confirm_burned_in, mask_regions=mask_regions
+        )
+
+    def import_dicom_file(
+        self,
+        case_id: str,
+        file_id: str,
+        *,
+        confirm_burned_in: Iterable[str] = (),
+        mask_regions: dict[str, list[list[int]]] | None = None,
+    ) -> dict[str, Any]:
+        """Import an already uploaded ``.dcm`` or ``.zip`` (see :meth:`import_dicom`)."""
+        body: dict[str, Any] = {"file_id": file_id, "confirm_burned_in": list(confirm_burned_in)}
+        if mask_regions:
+            body["mask_regions"] = mask_regions
+        # the store de-identifies every instance before it answers: minutes for a large study
+        return self._request(
+            "POST",
+            f"/cases/{quote(case_id, safe='')}/dicom/imports",
+            json=body,
+            timeout=IMPORT_TIMEOUT,
+        )
+
+    def list_studies(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's DICOM studies, each with its series."""
+        return self._request("GET", f"/cases/{quote(case_id, safe='')}/dicom/studies")
+
+    def dicom_grant(self, case_id: str, series_uid: str) -> dict[str, Any]:
+        """A short-lived grant for a browser viewer of one series: ``{grant, header,
+        expires_at, ttl, meta_url, frame_url_template}``; sent in ``X-CPMS-Grant``."""
+        path = f"/cases/{quote(case_id, safe='')}/dicom/series/{quote(series_uid, safe='')}/grant"
+        return self._request("POST", path)
 
     # -- exports -----------------------------------------------------------
 

@@ -45,6 +45,8 @@ from cpms_hub.store.uploads import CHUNK_SIZE
 
 from .auth import XSRF_COOKIE, Authenticator
 from .clinical_checks import submission_problems, vocabulary_problems
+from .dicom_routes import DICOM_ROUTES_DOC
+from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
 from .errors import error_response, install_error_handlers
 from .models import (
     AccountOut,
@@ -112,6 +114,8 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/analysis/report"),
     ("POST", "/analysis/similar"),
     ("GET", "/exports/registry.csv"),
+    *DICOM_ROUTES_DOC,
+    *DICOMWEB_ROUTES_DOC,
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -186,7 +190,7 @@ class _BodyLimit:
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             path = scope["path"]
-            if path.endswith("/files"):
+            if path.endswith("/files") or is_stow_path(path):
                 limit = self.file_limit
             elif scope["method"] == "PUT" and path.endswith(CHUNK_ROUTE_SUFFIX):
                 limit = self.chunk_limit
@@ -529,6 +533,11 @@ def create_app(
     from .analysis_routes import analysis_router
 
     app.include_router(analysis_router(api_root, state))
+    from .dicom_routes import dicom_router
+    from .dicomweb_routes import dicomweb_router
+
+    app.include_router(dicom_router(api_root, state))
+    app.include_router(dicomweb_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name

@@ -24,5 +24,6 @@ __all__ = [
     "verify_chain",
 ]
 
-# registers SlideRow on Base (imported last: slides builds on the modules above)
+# registers SlideRow and DicomInstanceRow on Base (imported last: they build on the above)
+from . import dicom as dicom  # noqa: E402
 from . import slides as slides  # noqa: E402

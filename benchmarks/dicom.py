@@ -1,0 +1,277 @@
+"""DICOM end to end: import, frames over HTTP, and the viewer in Chromium, against pydicom.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/dicom.py [--slices 300 --size 512 --opens 5]
+
+It writes a synthetic axial CT series (``tests/data_gen.py``: ``--slices`` uncompressed
+``--size`` x ``--size`` int16 images) into a temporary folder and, in this process:
+
+* ``pydicom``: the baseline, ``pydicom.dcmread(path).pixel_array`` for every file (read
+  and decode; the OS cache is warm from writing them) - frames/s;
+* starts a real deployment (``tests/deployment.py``: hub, proxy and store service on
+  loopback) with one clinician, and times ``CaseStoreClient.import_dicom`` of the folder:
+  the chunked upload, de-identification (PS3.15 Basic Profile), UID remapping, encryption
+  and the index - instances/s;
+* ``serve``: httpx clients fetch every frame of the series through the proxy, with the
+  viewer's grant in ``X-CPMS-Grant``, as the browser does - frames/s with one client (no
+  frame asked before) and with 6 at once, as the viewer fetches (its prefetch runs 6
+  requests in parallel); ``serve_vs_pydicom`` is the latter over the pydicom rate. The
+  service's ``GET /health`` fetched the same way is printed as the floor of the HTTP path
+  (proxy, ASGI stack, a threadpool hop, no work);
+* ``first frame``: Chromium (Playwright) opens the viewer's ESM (the built bundle, hosted
+  in a page of the deployment's origin by the anywidget calls it uses: ``get``/``on``) in a
+  fresh browser context, ``--opens`` times, each with a new grant (so no browser cache
+  helps); the figure is the median time from ``render()`` to the first slice drawn
+  (series description, one frame, window/level, draw);
+* ``scroll``: in the last of those pages, the arrow key down through the whole series,
+  each press waiting until that slice is drawn; frames/s on the first pass (frames come
+  over HTTP, with the viewer's prefetching) and on a second (all cached; bounded by the
+  display's 60 Hz animation frames).
+
+The last line printed is::
+
+    RESULT first_frame_ms=<ms> scroll_fps=<first-pass fps> serve_vs_pydicom=<x> \
+import_per_s=<instances/s>
+
+Targets: first_frame_ms <= 300, scroll_fps >= 30, serve_vs_pydicom >= 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "cpms_widgets" / "viewers" / "static" / "dicom_viewer.js"
+
+#: concurrent frame requests of the viewer (MAX_PARALLEL in js/dicom_viewer.js)
+BROWSER_PARALLEL = 6
+
+#: the page's side of the anywidget contract: a model with get/set/on/off/save_changes
+HOST = """
+async ({ esm, attrs }) => {
+  const url = URL.createObjectURL(new Blob([esm], { type: "text/javascript" }));
+  const mod = await import(url);
+  document.body.replaceChildren();
+  document.body.style.margin = "0";
+  const el = document.createElement("div");
+  el.style.width = "900px";
+  document.body.appendChild(el);
+  const handlers = {};
+  const model = {
+    get: (k) => attrs[k],
+    set: (k, v) => { attrs[k] = v; },
+    save_changes: () => {},
+    on: (e, f) => { (handlers[e] = handlers[e] || []).push(f); },
+    off: () => {},
+  };
+  mod.default.render({ model, el });
+}
+"""
+
+#: step through the series with the arrow key; resolves with the seconds it took
+SCROLL = """
+async (count) => {
+  const root = document.querySelector(".cpms-dicom-viewer");
+  const start = performance.now();
+  for (let i = 1; i < count; i++) {
+    const drawn = new Promise((resolve) => {
+      const on = (ev) => {
+        if (ev.detail.slice === i) {
+          root.removeEventListener("cpms-dicom-frame", on);
+          resolve();
+        }
+      };
+      root.addEventListener("cpms-dicom-frame", on);
+    });
+    root.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    await drawn;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  root.dispatchEvent(new KeyboardEvent("keydown", { key: "Home", bubbles: true }));
+  return seconds;
+}
+"""
+
+
+def _pydicom_rate(paths: list[Path]) -> float:
+    import pydicom
+
+    for p in paths[:5]:  # warm the imports and handlers
+        pydicom.dcmread(p).pixel_array  # noqa: B018
+    t0 = time.perf_counter()
+    for p in paths:
+        pydicom.dcmread(p).pixel_array  # noqa: B018
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def _frame_urls(base: str, meta: dict) -> list[str]:
+    return [
+        f"{base}/instances/{inst['sop_uid']}/frames/{n}"
+        for inst in meta["instances"]
+        for n in range(1, (inst.get("frames") or 1) + 1)
+    ]
+
+
+def _rate(urls: list[str], headers: dict[str, str], clients: int, size: int | None) -> float:
+    """Requests/s fetching ``urls`` with ``clients`` concurrent connections (each response
+    checked: ``size`` bytes)."""
+    import httpx
+
+    def run(chunk: list[str]) -> None:
+        with httpx.Client(headers=headers, trust_env=False, timeout=60) as http:
+            for url in chunk:
+                resp = http.get(url)
+                resp.raise_for_status()
+                if size is not None and len(resp.content) != size:
+                    raise RuntimeError(f"a frame of {len(resp.content)} bytes, not {size}")
+
+    chunks = [urls[i::clients] for i in range(clients)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(run, chunks))
+    return len(urls) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--opens", type=int, default=5, help="viewer opens to time (median)")
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+
+    import httpx
+    from playwright.sync_api import sync_playwright
+
+    from cpms_widgets.client import CaseStoreClient
+    from cpms_widgets.viewers.dicom_viewer import DEFAULT_PREFIX, browser_url
+    from tests.data_gen import ct_series
+    from tests.deployment import Deployment
+    from tests.jupyterlab import CHROMIUM, CHROMIUM_ARGS
+
+    if not BUNDLE.is_file():
+        sys.exit(f"{BUNDLE} is missing: run `make setup` first")
+    esm = BUNDLE.read_text(encoding="utf-8")
+
+    with tempfile.TemporaryDirectory(prefix="cpms-dicom-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        paths = ct_series(root / "ct", slices=args.slices, size=args.size)
+        size_mb = sum(p.stat().st_size for p in paths) / 1e6
+        print(
+            f"series: {args.slices} x {args.size}x{args.size} int16 CT, {size_mb:.0f} MB, "
+            f"written in {time.perf_counter() - t0:.1f} s"
+        )
+        pydicom_fps = _pydicom_rate(paths)
+        print(f"pydicom dcmread + pixel_array:      {pydicom_fps:8.1f} frames/s")
+
+        with Deployment(root / "deployment") as dep:
+            dep.init()
+            dep.add_account("bench-c", ("clinician",))
+            dep.start()
+            token = dep.token("bench-c")
+            with CaseStoreClient(dep.api, token, timeout=600) as client:
+                case = client.create_case("dicom benchmark", "imaging")
+                t0 = time.perf_counter()
+                report = client.import_dicom(case.id, root / "ct")
+                import_s = time.perf_counter() - t0
+                if report["stored"] != args.slices:
+                    sys.exit(f"import stored {report['stored']} of {args.slices}: {report}")
+                import_per_s = args.slices / import_s
+                print(
+                    f"import (upload, de-identify, encrypt): {import_per_s:8.1f} instances/s "
+                    f"({import_s:.1f} s)"
+                )
+                series_uid = client.list_studies(case.id)[0]["series"][0]["series_uid"]
+
+                g = client.dicom_grant(case.id, series_uid)
+                meta_url = dep.url + browser_url(DEFAULT_PREFIX, g["meta_url"])
+                headers = {"X-CPMS-Grant": g["grant"]}
+                meta = httpx.get(meta_url, headers=headers, trust_env=False).json()
+                urls = _frame_urls(meta_url.rsplit("/meta", 1)[0], meta)
+                frame_bytes = meta["instances"][0]["rows"] * meta["instances"][0]["columns"] * 2
+                health = [f"{dep.api}/health"] * len(urls)
+                serve_1 = _rate(urls, headers, 1, frame_bytes)
+                serve_n = _rate(urls, headers, BROWSER_PARALLEL, frame_bytes)
+                # the same frames from the store directly: what the proxy in between costs
+                direct = [u.replace(dep.api, dep.direct_api, 1) for u in urls]
+                serve_direct = _rate(direct, headers, BROWSER_PARALLEL, frame_bytes)
+                health_1 = _rate(health, {}, 1, None)
+                health_n = _rate(health, {}, BROWSER_PARALLEL, None)
+                print(
+                    f"served over HTTP (proxy, grant):    {serve_1:8.1f} frames/s, 1 client "
+                    f"(first pass); {serve_n:.1f} with {BROWSER_PARALLEL} as the viewer fetches"
+                )
+                print(
+                    f"  the store without the proxy:      {serve_direct:8.1f} frames/s with "
+                    f"{BROWSER_PARALLEL}"
+                )
+                print(
+                    f"  the HTTP floor, GET /health:      {health_1:8.1f} req/s, 1 client; "
+                    f"{health_n:.1f} with {BROWSER_PARALLEL}"
+                )
+
+                firsts: list[float] = []
+                with sync_playwright() as pw:
+                    browser = pw.chromium.launch(
+                        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                    )
+                    try:
+                        scroll_fps = warm_fps = float("nan")
+                        for i in range(args.opens):
+                            g = client.dicom_grant(case.id, series_uid)
+                            attrs = {
+                                "meta_url": browser_url(DEFAULT_PREFIX, g["meta_url"]),
+                                "frame_url_template": browser_url(
+                                    DEFAULT_PREFIX, g.get("frame_url_template", "")
+                                ),
+                                "grant": g["grant"],
+                                "height": "600px",
+                                "series": [],
+                                "series_uid": series_uid,
+                            }
+                            ctx = browser.new_context(viewport={"width": 1000, "height": 700})
+                            page = ctx.new_page()
+                            page.goto(f"{dep.api}/health")
+                            page.evaluate(HOST, {"esm": esm, "attrs": attrs})
+                            viewer = page.locator(".cpms-dicom-viewer")
+                            page.wait_for_function(
+                                "() => document.querySelector('.cpms-dicom-viewer')"
+                                "?.dataset.firstFrameMs || "
+                                "document.querySelector('.cpms-dicom-viewer')?.dataset.error",
+                                timeout=60_000,
+                            )
+                            if viewer.get_attribute("data-error"):
+                                sys.exit(f"viewer: {viewer.get_attribute('data-error')}")
+                            firsts.append(float(viewer.get_attribute("data-first-frame-ms")))
+                            if i == args.opens - 1:
+                                seconds = page.evaluate(SCROLL, args.slices)
+                                scroll_fps = (args.slices - 1) / seconds
+                                warm_fps = (args.slices - 1) / page.evaluate(SCROLL, args.slices)
+                            ctx.close()
+                    finally:
+                        browser.close()
+        first_ms = statistics.median(firsts)
+        print(
+            f"viewer open to first slice drawn:   {first_ms:8.1f} ms median of {len(firsts)} "
+            f"({', '.join(f'{f:.0f}' for f in firsts)})"
+        )
+        print(
+            f"scroll, arrow key per slice:        {scroll_fps:8.1f} frames/s first pass, "
+            f"{warm_fps:.1f} cached"
+        )
+        print(
+            f"RESULT first_frame_ms={first_ms:.1f} scroll_fps={scroll_fps:.1f} "
+            f"serve_vs_pydicom={serve_n / pydicom_fps:.2f} import_per_s={import_per_s:.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

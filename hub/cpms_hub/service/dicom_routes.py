@@ -1,0 +1,322 @@
+"""HTTP routes of DICOM studies (under ``/cases/{case_id}/dicom``), for the viewer.
+
+* ``POST .../dicom/imports`` ``{"file_id", "confirm_burned_in"?, "mask_regions"?}``
+  imports an uploaded ``.dcm`` or ``.zip`` (:meth:`DicomStore.import_file
+  <cpms_hub.store.dicom.DicomStore.import_file>`): every instance de-identified, and
+  reported as ``stored``, ``held`` (possible burned-in text) or ``error``; the rest of the
+  import proceeds past a bad file. ``FILE_WRITE``.
+* ``GET .../dicom/studies`` lists studies and series (``FILE_READ``).
+* ``POST .../dicom/series/{series_uid}/grant`` (``FILE_READ``) returns a short-lived grant
+  for this user, case and series (:mod:`.grants`); the viewer sends it in
+  ``X-CPMS-Grant`` to ``GET .../meta``, ``.../instances/{sop}/frames/{n}`` (raw
+  little-endian pixels) and ``.../frames/{n}/rendered`` (8-bit PNG/JPEG).
+
+The grant routes mirror the slide tiles (see :mod:`.slide_routes` for the trade-off):
+**no database access per frame**. Issuing a grant reads the series' index (audited
+``dicom.grant``, after the full policy decision) and keeps it, with the case's data key,
+in a bounded LRU; a series evicted meanwhile is opened again on its next request (audited
+``dicom.open``). Frames are then read straight from the encrypted blobs at an offset (the
+file itself for native pixel data, a decoded-frames blob for compressed data), on the
+event loop. Each grant's first use is audited once (``dicom.view``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from cpms_hub.domain import NotFoundError, ValidationError
+from cpms_hub.imaging.deid import DeidKeys
+from cpms_hub.imaging.dicom import render_frame
+from cpms_hub.imaging.dicom_import import iter_items, prepare_instance
+from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.state import State
+from cpms_hub.store.cases import AuditContext, Authorize
+from cpms_hub.store.database import session_scope
+from cpms_hub.store.dicom import DicomInstance, DicomStore
+
+from .grants import GRANT_HEADER, GrantClaims, GrantIssuer, grant_secret
+from .models import ErrorOut
+
+__all__ = ["DICOM_ROUTES_DOC", "DicomImportIn", "dicom_router", "dicom_store"]
+
+DICOM_ROUTES_DOC: tuple[tuple[str, str], ...] = (
+    ("POST", "/cases/{case_id}/dicom/imports"),
+    ("GET", "/cases/{case_id}/dicom/studies"),
+    ("POST", "/cases/{case_id}/dicom/series/{series_uid}/grant"),
+    ("GET", "/cases/{case_id}/dicom/series/{series_uid}/meta"),
+    ("GET", "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}"),
+    (
+        "GET",
+        "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}/rendered",
+    ),
+)
+
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 422)}
+_PRIVATE = {"Cache-Control": "private, no-store"}
+_FRAME_HEADERS = {
+    "Cache-Control": "private, max-age=3600",
+    "Vary": GRANT_HEADER,
+    "X-Content-Type-Options": "nosniff",
+}
+_MAX_SEEN_NONCES = 100_000
+
+
+class DicomImportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file_id: str = Field(min_length=1, max_length=36)
+    confirm_burned_in: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=100_000
+    )
+    mask_regions: dict[str, list[list[int]]] = Field(default_factory=dict)
+
+
+def _prepare(data: bytes, secret: bytes, confirmed, mask):  # noqa: ANN001, ANN202
+    return prepare_instance(data, DeidKeys(secret), confirmed=confirmed, mask=mask)
+
+
+def dicom_store(state: State) -> DicomStore:
+    """The DICOM store of a deployment, wired to the imaging layer."""
+    return DicomStore(state.cases, prepare=_prepare, items=iter_items)
+
+
+async def _actor(request: Request) -> Actor:
+    return await request.app.state.cpms_auth.actor(request)
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]
+
+
+class _Allowed:
+    allowed = True
+    reasons: tuple[str, ...] = ()
+
+
+class _OpenSeries:
+    """An opened series: the case key and its instances, by SOP UID, in display order."""
+
+    __slots__ = ("key", "instances", "by_sop", "modality")
+
+    def __init__(self, key: bytes, instances: list[DicomInstance]) -> None:
+        self.key = key
+        self.instances = instances
+        self.by_sop = {i.sop_uid: i for i in instances}
+        self.modality = instances[0].modality if instances else ""
+
+
+class _SeriesCache:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, _OpenSeries] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def peek(self, key: str) -> _OpenSeries | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: str, entry: _OpenSeries) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def get(self, key: str, opener) -> _OpenSeries:  # noqa: ANN001
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                return entry
+        entry = opener()
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return entry
+
+
+def dicom_router(
+    api_root: str, state: State, *, grant_ttl: int = 300, open_series: int = 16
+) -> APIRouter:
+    router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["dicom"])
+    store = dicom_store(state)
+    issuer = GrantIssuer(grant_secret(state.keyring), ttl=grant_ttl)
+    cache = _SeriesCache(open_series)
+    seen: OrderedDict[str, None] = OrderedDict()
+    seen_lock = threading.Lock()
+
+    def ctx_of(request: Request, name: str) -> AuditContext:
+        return AuditContext(actor=name, client=request.client.host if request.client else "")
+
+    def policy(actor: Actor, action: Action) -> Authorize:
+        return lambda ref: decide(actor, action, ref)
+
+    def base(case_id: str, series_uid: str) -> str:
+        return f"{api_root}/cases/{case_id}/dicom/series/{series_uid}"
+
+    def granted(request: Request, case_id: str, series_uid: str) -> GrantClaims:
+        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, f"dicom:{series_uid}")
+        with seen_lock:
+            fresh = claims.nonce not in seen
+            if fresh:
+                seen[claims.nonce] = None
+                while len(seen) > _MAX_SEEN_NONCES:
+                    seen.popitem(last=False)
+        if fresh:
+            try:
+                with session_scope(state.sessions) as s:
+                    state.audit.append(
+                        s,
+                        actor=claims.user,
+                        action="dicom.view",
+                        outcome="allowed",
+                        client=request.client.host if request.client else "",
+                        case_id=case_id,
+                        detail=f"series={series_uid} grant={claims.nonce}",
+                    )
+            except BaseException:
+                with seen_lock:
+                    seen.pop(claims.nonce, None)
+                raise
+        return claims
+
+    def series_for(request: Request, claims: GrantClaims, case_id: str, series_uid: str):  # noqa: ANN202
+        def opener() -> _OpenSeries:
+            key, found = store.instances(
+                case_id,
+                authorize=lambda _ref: _Allowed(),
+                ctx=ctx_of(request, claims.user),
+                action="dicom.open",
+                series_uid=series_uid,
+            )
+            if not found:
+                raise NotFoundError("no such series in this case")
+            return _OpenSeries(key, found)
+
+        # keyed by case too: a grant for (case X, series S) must not reach another case's S
+        return cache.get(f"{case_id}/{series_uid}", opener)
+
+    def _fast_grant(request: Request, case_id: str, series_uid: str) -> GrantClaims | None:
+        """The claims of a grant already audited, or None when the slow path is needed."""
+        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, f"dicom:{series_uid}")
+        with seen_lock:
+            return claims if claims.nonce in seen else None
+
+    def frame_bytes(series: _OpenSeries, sop_uid: str, n: int) -> tuple[bytes, DicomInstance]:
+        inst = series.by_sop.get(sop_uid)
+        if inst is None:
+            raise NotFoundError("no such instance in this series")
+        if n < 1 or n > inst.frames:
+            raise NotFoundError(f"frame numbers run from 1 to {inst.frames}")
+        offset = inst.pixel_offset + (n - 1) * inst.frame_bytes
+        return store.read_blob(series.key, inst.pixel_blob_id, offset, inst.frame_bytes), inst
+
+    @router.post("/cases/{case_id}/dicom/imports", response_model=None)
+    def import_dicom(case_id: str, body: DicomImportIn, request: Request, actor: ActorDep) -> dict:
+        """De-identify and store the instances of an uploaded .dcm or .zip; the report."""
+        for key, rects in body.mask_regions.items():
+            if len(key) > 64 or len(rects) > 64:
+                raise ValidationError("mask_regions", "at most 64 regions per instance key")
+        return store.import_file(
+            case_id,
+            body.file_id,
+            confirmed=body.confirm_burned_in,
+            mask=body.mask_regions,
+            authorize=policy(actor, Action.FILE_WRITE),
+            ctx=ctx_of(request, actor.name),
+        )
+
+    @router.get("/cases/{case_id}/dicom/studies")
+    def list_studies(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        studies = store.list_studies(
+            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor.name)
+        )
+        return JSONResponse(studies, headers=_PRIVATE)
+
+    @router.post("/cases/{case_id}/dicom/series/{series_uid}/grant")
+    def grant(case_id: str, series_uid: str, request: Request, actor: ActorDep) -> JSONResponse:
+        """A short-lived grant for this user to view this series (send it in X-CPMS-Grant)."""
+        key, found = store.instances(
+            case_id,
+            authorize=policy(actor, Action.FILE_READ),
+            ctx=ctx_of(request, actor.name),
+            action="dicom.grant",
+            series_uid=series_uid,
+        )
+        if not found:
+            raise NotFoundError("no such series in this case")
+        # the viewer's next requests (meta, first frame) then find the series open
+        cache.put(f"{case_id}/{series_uid}", _OpenSeries(key, found))
+        token = issuer.issue(actor.name, case_id, f"dicom:{series_uid}")
+        expires = datetime.fromtimestamp(issuer.expires_at(token), UTC)
+        body = {
+            "grant": token,
+            "header": GRANT_HEADER,
+            "expires_at": expires.isoformat(),
+            "ttl": issuer.ttl,
+            "meta_url": base(case_id, series_uid) + "/meta",
+            "frame_url_template": base(case_id, series_uid) + "/instances/{sop_uid}/frames/{n}",
+        }
+        return JSONResponse(body, headers=_PRIVATE)
+
+    @router.get("/cases/{case_id}/dicom/series/{series_uid}/meta")
+    def meta(case_id: str, series_uid: str, request: Request) -> JSONResponse:
+        """The series' instances in display order, with what a viewer needs to draw them."""
+        claims = granted(request, case_id, series_uid)
+        series = series_for(request, claims, case_id, series_uid)
+        body = {
+            "series_uid": series_uid,
+            "modality": series.modality,
+            "instances": [i.view for i in series.instances],
+        }
+        return JSONResponse(body, headers=_FRAME_HEADERS)
+
+    @router.get("/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}")
+    async def frame(
+        case_id: str, series_uid: str, sop_uid: str, n: int, request: Request
+    ) -> Response:
+        """Raw little-endian pixels of frame ``n`` (from 1); no database access per frame.
+
+        Run on the event loop, not in the thread pool: once the grant and the series have
+        been seen, a frame is a sub-millisecond read and decryption, cheaper than the hop
+        to a worker thread. The first request of a grant or series (one audit write, one
+        index read) goes to a thread."""
+        claims = _fast_grant(request, case_id, series_uid)
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, series_uid)
+        series = cache.peek(f"{case_id}/{series_uid}")
+        if series is None:
+            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        data, _ = frame_bytes(series, sop_uid, n)
+        return Response(data, media_type="application/octet-stream", headers=_FRAME_HEADERS)
+
+    @router.get(
+        "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}/rendered"
+    )
+    def rendered(
+        case_id: str,
+        series_uid: str,
+        sop_uid: str,
+        n: int,
+        request: Request,
+        format: Literal["png", "jpeg"] = "png",  # noqa: A002 - the query parameter's name
+    ) -> Response:
+        """Frame ``n`` windowed to 8 bits, as a PNG or JPEG thumbnail (at most 512 px)."""
+        claims = granted(request, case_id, series_uid)
+        series = series_for(request, claims, case_id, series_uid)
+        data, inst = frame_bytes(series, sop_uid, n)
+        picture = render_frame(data, inst.view, format)
+        return Response(picture, media_type=f"image/{format}", headers=_FRAME_HEADERS)
+
+    return router

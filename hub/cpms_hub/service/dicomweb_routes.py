@@ -1,0 +1,454 @@
+"""DICOMweb (PS3.18) over a case's studies, at ``/cases/{case_id}/dicomweb``.
+
+Standard clients (``dicomweb-client``, OHIF, 3D Slicer...) reach a case's de-identified
+studies with the user's own token (``Authorization: token ...``); every request is
+decided like the JSON API (``FILE_READ`` to search and retrieve, ``FILE_WRITE`` to
+store) and audited, and a user who may not see the case gets 403 on every path.
+
+* QIDO-RS (``application/dicom+json``): ``GET .../studies``, ``.../studies/{study}/series``,
+  ``.../studies/{study}/series/{series}/instances``; exact-match filters on the UIDs and
+  ``Modality``, ``limit`` and ``offset``.
+* WADO-RS: ``GET`` a study, series or instance (``multipart/related;
+  type="application/dicom"``, the stored de-identified files), their ``/metadata``
+  (``application/dicom+json``, bulk data left out), and
+  ``.../instances/{sop}/frames/{list}`` (``multipart/related;
+  type="application/octet-stream"``: the decoded little-endian frames, as the viewer gets).
+* STOW-RS: ``POST .../studies`` with ``multipart/related; type="application/dicom"``:
+  each part is de-identified exactly like an import. The answer (PS3.18 10.5.3) lists
+  stored instances in ``ReferencedSOPSequence`` and refused or held ones in
+  ``FailedSOPSequence``: 200 all stored, 202 some, 409 none.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Annotated
+
+import anyio.from_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydicom import dcmread
+from starlette.concurrency import run_in_threadpool
+
+from cpms_hub.domain import NotFoundError, ValidationError
+from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.state import State
+from cpms_hub.store.cases import AuditContext, Authorize
+from cpms_hub.store.dicom import DicomInstance
+
+from .dicom_routes import dicom_store
+from .models import ErrorOut
+
+__all__ = ["DICOMWEB_ROUTES_DOC", "dicomweb_router", "is_stow_path"]
+
+_P = "/cases/{case_id}/dicomweb"
+DICOMWEB_ROUTES_DOC: tuple[tuple[str, str], ...] = (
+    ("GET", _P + "/studies"),
+    ("POST", _P + "/studies"),
+    ("GET", _P + "/studies/{study}"),
+    ("GET", _P + "/studies/{study}/metadata"),
+    ("GET", _P + "/studies/{study}/series"),
+    ("GET", _P + "/studies/{study}/series/{series}"),
+    ("GET", _P + "/studies/{study}/series/{series}/metadata"),
+    ("GET", _P + "/studies/{study}/series/{series}/instances"),
+    ("GET", _P + "/studies/{study}/series/{series}/instances/{sop}"),
+    ("GET", _P + "/studies/{study}/series/{series}/instances/{sop}/metadata"),
+    ("GET", _P + "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}"),
+)
+
+_ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 406, 409, 413, 415)}
+_DICOM_JSON = "application/dicom+json"
+_NO_STORE = {"Cache-Control": "private, no-store"}
+_STOW_PATH = re.compile(r"/cases/[^/]+/dicomweb/studies/?$")
+_MAX_PARTS = 10_000
+
+
+def is_stow_path(path: str) -> bool:
+    """Whether a request path is a STOW-RS upload (a large body, like a file upload)."""
+    return bool(_STOW_PATH.search(path))
+
+
+async def _actor(request: Request) -> Actor:
+    return await request.app.state.cpms_auth.actor(request)
+
+
+ActorDep = Annotated[Actor, Depends(_actor)]
+
+
+def _attr(vr: str, *values: object) -> dict:
+    present = [v for v in values if v not in (None, "")]
+    return {"vr": vr, "Value": present} if present else {"vr": vr}
+
+
+def _multipart(parts: Iterable[bytes], part_type: str) -> StreamingResponse:
+    """A ``multipart/related`` answer, streamed: one instance in memory at a time."""
+    boundary = uuid.uuid4().hex
+
+    def body() -> Iterator[bytes]:
+        for part in parts:
+            yield f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
+            yield part
+            yield b"\r\n"
+        yield f"--{boundary}--\r\n".encode()
+
+    media = f'multipart/related; type="{part_type}"; boundary={boundary}'
+    return StreamingResponse(body(), media_type=media, headers=_NO_STORE)
+
+
+def _parse_multipart(body: bytes, content_type: str) -> list[bytes]:
+    """The parts of a ``multipart/related`` body (RFC 2387), headers dropped."""
+    media, *params = [p.strip() for p in content_type.split(";")]
+    if media.lower() != "multipart/related":
+        raise ValidationError("Content-Type", 'must be multipart/related; type="application/dicom"')
+    boundary = None
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        raise ValidationError("Content-Type", "has no boundary")
+    marker = b"--" + boundary.encode()
+    chunks = body.split(marker)
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        parts.append(data)
+        if len(parts) > _MAX_PARTS:
+            raise ValidationError("body", f"more than {_MAX_PARTS} parts")
+    if not parts:
+        raise ValidationError("body", "holds no DICOM part")
+    return parts
+
+
+def dicomweb_router(api_root: str, state: State) -> APIRouter:
+    router = APIRouter(prefix=api_root + _P, responses=_ERRORS, tags=["dicomweb"])
+    store = dicom_store(state)
+
+    def ctx_of(request: Request, actor: Actor) -> AuditContext:
+        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
+
+    def policy(actor: Actor, action: Action) -> Authorize:
+        return lambda ref: decide(actor, action, ref)
+
+    def find(
+        request: Request,
+        actor: Actor,
+        case_id: str,
+        action: str,
+        *,
+        study: str | None = None,
+        series: str | None = None,
+        sop: str | None = None,
+        must_exist: bool = False,
+    ) -> tuple[bytes, list[DicomInstance]]:
+        key, found = store.instances(
+            case_id,
+            authorize=policy(actor, Action.FILE_READ),
+            ctx=ctx_of(request, actor),
+            action=action,
+            study_uid=study,
+            series_uid=series,
+            sop_uid=sop,
+        )
+        if must_exist and not found:
+            raise NotFoundError("no such study, series or instance in this case")
+        return key, found
+
+    def page(request: Request, items: list[dict]) -> list[dict]:
+        try:
+            offset = max(int(request.query_params.get("offset", 0)), 0)
+            limit = int(request.query_params.get("limit", 0))
+        except ValueError:
+            raise ValidationError("limit", "limit and offset must be integers") from None
+        items = items[offset:]
+        return items[:limit] if limit > 0 else items
+
+    def matches(request: Request, inst: DicomInstance) -> bool:
+        q = request.query_params
+        for names, value in (
+            (("StudyInstanceUID", "0020000D"), inst.study_uid),
+            (("SeriesInstanceUID", "0020000E"), inst.series_uid),
+            (("SOPInstanceUID", "00080018"), inst.sop_uid),
+            (("Modality", "00080060", "ModalitiesInStudy", "00080061"), inst.modality),
+        ):
+            for name in names:
+                want = q.get(name)
+                if want and want != value:
+                    return False
+        return True
+
+    def dicom_json(body: list[dict]) -> JSONResponse:
+        return JSONResponse(body, media_type=_DICOM_JSON, headers=_NO_STORE)
+
+    def base_url(case_id: str) -> str:
+        return f"{api_root}/cases/{case_id}/dicomweb"
+
+    # -- QIDO-RS -----------------------------------------------------------
+
+    @router.get("/studies")
+    def search_studies(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
+        _, found = find(request, actor, case_id, "dicomweb.search")
+        studies: dict[str, list[DicomInstance]] = {}
+        for inst in found:
+            if matches(request, inst):
+                studies.setdefault(inst.study_uid, []).append(inst)
+        out = []
+        for uid, insts in sorted(studies.items()):
+            first = insts[0]
+            out.append(
+                {
+                    "0020000D": _attr("UI", uid),
+                    "00080020": _attr("DA", first.summary.get("study_date")),
+                    "00081030": _attr("LO", first.summary.get("study_description")),
+                    "00080061": _attr("CS", *sorted({i.modality for i in insts})),
+                    "00201206": _attr("IS", len({i.series_uid for i in insts})),
+                    "00201208": _attr("IS", len(insts)),
+                    "00081190": _attr("UR", f"{base_url(case_id)}/studies/{uid}"),
+                }
+            )
+        return dicom_json(page(request, out))
+
+    @router.get("/studies/{study}/series")
+    def search_series(case_id: str, study: str, request: Request, actor: ActorDep) -> JSONResponse:
+        _, found = find(request, actor, case_id, "dicomweb.search", study=study)
+        series: dict[str, list[DicomInstance]] = {}
+        for inst in found:
+            if matches(request, inst):
+                series.setdefault(inst.series_uid, []).append(inst)
+        out = []
+        for uid, insts in sorted(series.items()):
+            first = insts[0]
+            out.append(
+                {
+                    "0020000D": _attr("UI", study),
+                    "0020000E": _attr("UI", uid),
+                    "00080060": _attr("CS", first.modality),
+                    "0008103E": _attr("LO", first.summary.get("series_description")),
+                    "00200011": _attr("IS", first.summary.get("series_number")),
+                    "00201209": _attr("IS", len(insts)),
+                    "00081190": _attr("UR", f"{base_url(case_id)}/studies/{study}/series/{uid}"),
+                }
+            )
+        return dicom_json(page(request, out))
+
+    @router.get("/studies/{study}/series/{series}/instances")
+    def search_instances(
+        case_id: str, study: str, series: str, request: Request, actor: ActorDep
+    ) -> JSONResponse:
+        _, found = find(request, actor, case_id, "dicomweb.search", study=study, series=series)
+        out = [
+            {
+                "0020000D": _attr("UI", study),
+                "0020000E": _attr("UI", series),
+                "00080016": _attr("UI", inst.sop_class_uid),
+                "00080018": _attr("UI", inst.sop_uid),
+                "00080060": _attr("CS", inst.modality),
+                "00200013": _attr("IS", inst.instance_number),
+                "00280008": _attr("IS", inst.frames),
+                "00280010": _attr("US", inst.view.get("rows")),
+                "00280011": _attr("US", inst.view.get("columns")),
+                "00081190": _attr(
+                    "UR",
+                    f"{base_url(case_id)}/studies/{study}/series/{series}/instances/{inst.sop_uid}",
+                ),
+            }
+            for inst in found
+            if matches(request, inst)
+        ]
+        return dicom_json(page(request, out))
+
+    # -- WADO-RS -----------------------------------------------------------
+
+    def files(key: bytes, found: list[DicomInstance]) -> Iterator[bytes]:
+        return (store.read_blob(key, inst.blob_id) for inst in found)
+
+    def metadata(key: bytes, found: list[DicomInstance]) -> list[dict]:
+        out = []
+        for data in files(key, found):
+            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+            out.append(
+                ds.to_json_dict(
+                    bulk_data_threshold=1024 * 1024, bulk_data_element_handler=lambda _e: ""
+                )
+            )
+        return out
+
+    @router.get("/studies/{study}")
+    def retrieve_study(case_id: str, study: str, request: Request, actor: ActorDep) -> Response:
+        key, found = find(
+            request, actor, case_id, "dicomweb.retrieve", study=study, must_exist=True
+        )
+        return _multipart(files(key, found), "application/dicom")
+
+    @router.get("/studies/{study}/metadata")
+    def study_metadata(case_id: str, study: str, request: Request, actor: ActorDep) -> JSONResponse:
+        key, found = find(
+            request, actor, case_id, "dicomweb.metadata", study=study, must_exist=True
+        )
+        return dicom_json(metadata(key, found))
+
+    @router.get("/studies/{study}/series/{series}")
+    def retrieve_series(
+        case_id: str, study: str, series: str, request: Request, actor: ActorDep
+    ) -> Response:
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.retrieve",
+            study=study,
+            series=series,
+            must_exist=True,
+        )
+        return _multipart(files(key, found), "application/dicom")
+
+    @router.get("/studies/{study}/series/{series}/metadata")
+    def series_metadata(
+        case_id: str, study: str, series: str, request: Request, actor: ActorDep
+    ) -> JSONResponse:
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.metadata",
+            study=study,
+            series=series,
+            must_exist=True,
+        )
+        return dicom_json(metadata(key, found))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}")
+    def retrieve_instance(
+        case_id: str, study: str, series: str, sop: str, request: Request, actor: ActorDep
+    ) -> Response:
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.retrieve",
+            study=study,
+            series=series,
+            sop=sop,
+            must_exist=True,
+        )
+        return _multipart(files(key, found), "application/dicom")
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
+    def instance_metadata(
+        case_id: str, study: str, series: str, sop: str, request: Request, actor: ActorDep
+    ) -> JSONResponse:
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.metadata",
+            study=study,
+            series=series,
+            sop=sop,
+            must_exist=True,
+        )
+        return dicom_json(metadata(key, found))
+
+    @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+    def retrieve_frames(
+        case_id: str,
+        study: str,
+        series: str,
+        sop: str,
+        frames: str,
+        request: Request,
+        actor: ActorDep,
+    ) -> Response:
+        try:
+            numbers = [int(n) for n in frames.split(",")]
+        except ValueError:
+            raise ValidationError("frames", "is a comma-separated list of numbers") from None
+        if len(numbers) > 10_000:
+            raise ValidationError("frames", "at most 10000 frames per request")
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.frames",
+            study=study,
+            series=series,
+            sop=sop,
+            must_exist=True,
+        )
+        inst = found[0]
+        parts = []
+        for n in numbers:
+            if n < 1 or n > inst.frames:
+                raise NotFoundError(f"frame numbers run from 1 to {inst.frames}")
+            offset = inst.pixel_offset + (n - 1) * inst.frame_bytes
+            parts.append(store.read_blob(key, inst.pixel_blob_id, offset, inst.frame_bytes))
+        return _multipart(parts, "application/octet-stream")
+
+    # -- STOW-RS -----------------------------------------------------------
+
+    @router.post("/studies")
+    async def stow(case_id: str, request: Request, actor: ActorDep) -> Response:
+        """Store instances (multipart/related; type="application/dicom"), de-identified."""
+        content_type = request.headers.get("content-type", "")
+        stream = request.stream().__aiter__()
+
+        def body_bytes() -> Iterator[bytes]:
+            while True:
+                try:
+                    yield anyio.from_thread.run(stream.__anext__)
+                except StopAsyncIteration:
+                    return
+
+        def run() -> tuple[int, dict]:
+            authorize, ctx = policy(actor, Action.FILE_WRITE), ctx_of(request, actor)
+            # decided before the body is read: an outsider cannot make the service buffer it
+            store.check_store(case_id, authorize=authorize, ctx=ctx)
+            parts = _parse_multipart(b"".join(body_bytes()), content_type)
+            report = store.store_payloads(case_id, parts, authorize=authorize, ctx=ctx)
+            return _stow_answer(report, base_url(case_id))
+
+        status, body = await run_in_threadpool(run)
+        return JSONResponse(body, status_code=status, media_type=_DICOM_JSON, headers=_NO_STORE)
+
+    return router
+
+
+def _stow_answer(report: dict, base: str) -> tuple[int, dict]:
+    """PS3.18 10.5.3: ReferencedSOPSequence / FailedSOPSequence, and the status code."""
+    referenced, failed = [], []
+    for entry in report["instances"]:
+        if entry["status"] == "stored":
+            referenced.append(
+                {
+                    "00081155": _attr("UI", entry["sop_uid"]),
+                    "00081190": _attr(
+                        "UR",
+                        f"{base}/studies/{entry.get('study_uid', '')}/series/"
+                        f"{entry['series_uid']}/instances/{entry['sop_uid']}",
+                    ),
+                }
+            )
+        else:
+            # PS3.18 Table I.2-1: 0xC000 "cannot understand" (refused or held back)
+            failed.append(
+                {
+                    "00081155": _attr("UI", entry.get("sop_uid")),
+                    "00081197": _attr("US", 0xC000),
+                }
+            )
+    body: dict = {}
+    if referenced:
+        body["00081199"] = {"vr": "SQ", "Value": referenced}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    status = 200 if not failed else (202 if referenced else 409)
+    return status, body

@@ -1,0 +1,355 @@
+"""DICOM studies over HTTP, through the real hub, proxy and store service.
+
+clin-a uploads a zip (a synthetic CT series, a JPEG 2000 MR from pydicom's test files, an
+ultrasound that may carry burned-in text, and bad members: not DICOM, truncated, a path
+escaping the archive, a nested zip), imports it, reads frames with a viewer grant, then
+reads and stores over DICOMweb with ``dicomweb-client``. Users without access get 403 on
+every DICOMweb path.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from PIL import Image
+
+from tests.data_gen import ct_series, us_cine
+
+pytestmark = pytest.mark.deployment
+
+TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
+GRANT = "X-CPMS-Grant"
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"token {token}"}
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(timeout=120, trust_env=False)
+
+
+@pytest.fixture(scope="module")
+def originals(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("dicom")
+    ct = ct_series(folder / "ct", slices=8, size=64, seed=7)
+    us = us_cine(folder / "us.dcm", frames=3, rows=32, columns=40)
+    # an ultrasound that does not say whether it carries burned-in text: held back
+    ds = pydicom.dcmread(us)
+    del ds.BurnedInAnnotation
+    ds.save_as(us)
+    return {"ct": ct, "us": us, "j2k": TEST_FILES / "MR_small_jp2klossless.dcm"}
+
+
+@pytest.fixture(scope="module")
+def archive(originals) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in originals["ct"]:
+            z.write(p, f"SMITH_JOHN/CT/{p.name}")
+        z.write(originals["j2k"], "SMITH_JOHN/MR/mr.dcm")
+        z.write(originals["us"], "SMITH_JOHN/US/us.dcm")
+        z.writestr("SMITH_JOHN/notes.txt", "not a dicom file")
+        z.writestr("SMITH_JOHN/trunc.dcm", originals["ct"][0].read_bytes()[:3000])
+        z.writestr("../escape.dcm", originals["ct"][0].read_bytes())
+        z.writestr("SMITH_JOHN/inner.zip", b"PK\x03\x04" + b"\x00" * 64)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def case_id(deployment, tokens) -> str:
+    with _client() as c:
+        r = c.post(
+            f"{deployment.api}/cases",
+            json={"title": "dicom case", "clinical_summary": "imaging"},
+            headers=_auth(tokens["clin-a"]),
+        )
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _upload(deployment, token: str, case_id: str, data: bytes, name: str) -> str:
+    with _client() as c:
+        up = c.post(
+            f"{deployment.api}/cases/{case_id}/files",
+            content=data,
+            headers={**_auth(token), "X-CPMS-Filename": name, "Content-Type": "application/zip"},
+        )
+    assert up.status_code == 201, up.text
+    return up.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def imported(deployment, tokens, case_id, archive) -> dict:
+    file_id = _upload(deployment, tokens["clin-a"], case_id, archive, "SMITH_JOHN.zip")
+    with _client() as c:
+        r = c.post(
+            f"{deployment.api}/cases/{case_id}/dicom/imports",
+            json={"file_id": file_id},
+            headers=_auth(tokens["clin-a"]),
+        )
+    assert r.status_code == 200, r.text
+    return {"file_id": file_id, "report": r.json()}
+
+
+def test_import_report_per_file(imported) -> None:
+    report = imported["report"]
+    assert (report["stored"], report["held"], report["errors"]) == (9, 1, 4), report
+    by_status = {}
+    for inst in report["instances"]:
+        by_status.setdefault(inst["status"], []).append(inst)
+    held = by_status["held"][0]
+    assert "burned-in" in held["message"] and held["key"].startswith("i-")
+    messages = " ".join(i["message"] for i in by_status["error"])
+    assert "not a DICOM file" in messages
+    assert "unsafe path" in messages
+    assert "nested archives" in messages
+    assert "truncated" in messages or "could not be parsed" in messages
+    stored = by_status["stored"][0]
+    assert {"PatientName", "PatientID"} <= set(stored["removed"]) | {"PatientName", "PatientID"}
+    assert "InstitutionName" in stored["removed"]
+    # nothing from the file names or headers in the report
+    assert "SMITH" not in str(report) and "SYNTHETIC" not in str(report)
+    assert len(report["study_uids"]) == 2
+    assert all(u.startswith("2.25.") for u in report["study_uids"])
+
+
+def test_held_instance_is_kept_until_confirmed(deployment, tokens, case_id, imported) -> None:
+    key = next(i["key"] for i in imported["report"]["instances"] if i["status"] == "held")
+    assert imported["report"]["original_deleted"] is False
+    with _client() as c:
+        r = c.post(
+            f"{deployment.api}/cases/{case_id}/dicom/imports",
+            json={"file_id": imported["file_id"], "confirm_burned_in": [key]},
+            headers=_auth(tokens["clin-a"]),
+        )
+        assert r.status_code == 200, r.text
+        again = r.json()
+        assert again["held"] == 0 and again["original_deleted"] is True
+        confirmed = next(i for i in again["instances"] if i["key"] == key)
+        assert confirmed["status"] == "stored"
+        # re-importing the same instances does not duplicate them
+        assert sum("already stored" in i["message"] for i in again["instances"]) == 9
+        files = c.get(f"{deployment.api}/cases/{case_id}/files", headers=_auth(tokens["clin-a"]))
+        assert imported["file_id"] not in {f["id"] for f in files.json()}
+
+
+def _studies(deployment, token: str, case_id: str) -> list[dict]:
+    with _client() as c:
+        r = c.get(f"{deployment.api}/cases/{case_id}/dicom/studies", headers=_auth(token))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _series(studies: list[dict], modality: str) -> dict:
+    return next(s for st in studies for s in st["series"] if s["modality"] == modality)
+
+
+def test_frames_with_a_grant(deployment, tokens, case_id, imported, originals) -> None:
+    studies = _studies(deployment, tokens["clin-a"], case_id)
+    ct = _series(studies, "CT")
+    assert ct["instances"] == 8 and ct["frames"] == 8
+    for st in studies:
+        assert st["study_date"] != "20260301"  # shifted
+    with _client() as c:
+        g = c.post(
+            f"{deployment.api}/cases/{case_id}/dicom/series/{ct['series_uid']}/grant",
+            headers=_auth(tokens["clin-a"]),
+        )
+        assert g.status_code == 200, g.text
+        grant = g.json()
+        assert grant["ttl"] > 0 and "{sop_uid}" in grant["frame_url_template"]
+        base = deployment.url.rstrip("/")
+        meta = c.get(base + grant["meta_url"], headers={GRANT: grant["grant"]})
+        assert meta.status_code == 200, meta.text
+        insts = meta.json()["instances"]
+        # display order: along the slice normal (z grows: the last slice comes first)
+        assert [i["position"][2] for i in insts] == sorted(i["position"][2] for i in insts)
+        first = insts[0]
+        assert (first["rows"], first["bits_allocated"], first["pixel_representation"]) == (
+            64,
+            16,
+            1,
+        )
+        assert first["rescale_intercept"] == -1024 and first["window_width"] == 400
+        url = base + grant["frame_url_template"].format(sop_uid=first["sop_uid"], n=1)
+        r = c.get(url, headers={GRANT: grant["grant"]})
+        assert r.status_code == 200
+        assert r.headers["cache-control"] == "private, max-age=3600"
+        original = pydicom.dcmread(originals["ct"][-1])  # lowest z
+        assert np.array_equal(np.frombuffer(r.content, "<i2").reshape(64, 64), original.pixel_array)
+        png = c.get(url + "/rendered?format=png", headers={GRANT: grant["grant"]})
+        assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (64, 64)
+        assert c.get(url).status_code == 401
+        assert (
+            c.get(
+                url.replace("/frames/1", "/frames/2"), headers={GRANT: grant["grant"]}
+            ).status_code
+            == 404
+        )
+        # a grant for this series does not open another series
+        mr = _series(studies, "MR")
+        other = url.replace(ct["series_uid"], mr["series_uid"])
+        assert c.get(other, headers={GRANT: grant["grant"]}).status_code == 401
+
+
+def test_compressed_frames_are_decoded(deployment, tokens, case_id, imported, originals) -> None:
+    mr = _series(_studies(deployment, tokens["clin-a"], case_id), "MR")
+    with _client() as c:
+        grant = c.post(
+            f"{deployment.api}/cases/{case_id}/dicom/series/{mr['series_uid']}/grant",
+            headers=_auth(tokens["clin-a"]),
+        ).json()
+        base = deployment.url.rstrip("/")
+        inst = c.get(base + grant["meta_url"], headers={GRANT: grant["grant"]}).json()["instances"][
+            0
+        ]
+        url = base + grant["frame_url_template"].format(sop_uid=inst["sop_uid"], n=1)
+        r = c.get(url, headers={GRANT: grant["grant"]})
+    assert r.status_code == 200
+    want = pydicom.dcmread(originals["j2k"]).pixel_array
+    got = np.frombuffer(r.content, want.dtype.newbyteorder("<")).reshape(want.shape)
+    assert np.array_equal(got, want)
+
+
+def _dicomweb(deployment, token: str, case_id: str) -> DICOMwebClient:
+    client = DICOMwebClient(url=f"{deployment.api}/cases/{case_id}/dicomweb", headers=_auth(token))
+    client._session.trust_env = False
+    return client
+
+
+def test_dicomweb_round_trip(deployment, tokens, case_id, imported) -> None:
+    web = _dicomweb(deployment, tokens["clin-a"], case_id)
+    studies = web.search_for_studies()
+    assert len(studies) == 3  # CT, MR and the confirmed ultrasound
+    ct_study = next(s for s in studies if "CT" in s["00080061"]["Value"])
+    study_uid = ct_study["0020000D"]["Value"][0]
+    series = web.search_for_series(study_instance_uid=study_uid)
+    series_uid = series[0]["0020000E"]["Value"][0]
+    instances = web.search_for_instances(
+        study_instance_uid=study_uid, series_instance_uid=series_uid
+    )
+    assert len(instances) == 8
+    sop_uid = instances[0]["00080018"]["Value"][0]
+    ds = web.retrieve_instance(study_uid, series_uid, sop_uid)
+    assert ds.PatientIdentityRemoved == "YES"
+    assert not ds.get("PatientName") and "InstitutionName" not in ds
+    assert ds.SOPInstanceUID == sop_uid and ds.pixel_array.shape == (64, 64)
+    meta = web.retrieve_series_metadata(study_uid, series_uid)
+    assert len(meta) == 8 and all("7FE00010" not in m for m in meta)
+    frames = web.retrieve_instance_frames(study_uid, series_uid, sop_uid, frame_numbers=[1])
+    assert np.array_equal(np.frombuffer(frames[0], "<i2").reshape(64, 64), ds.pixel_array)
+
+    # STOW-RS: de-identified on the way in, like an import
+    mr = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+    original_uid = mr.SOPInstanceUID
+    answer = web.store_instances([mr])
+    stored = answer.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+    assert stored != original_uid and stored.startswith("2.25.")
+    # the same original study UID maps to the same new one: it joins the imported MR study
+    mr_study = next(s for s in web.search_for_studies() if "MR" in s["00080061"]["Value"])
+    mr_uid = mr_study["0020000D"]["Value"][0]
+    found = {
+        i["00080018"]["Value"][0]
+        for se in web.search_for_series(study_instance_uid=mr_uid)
+        for i in web.search_for_instances(
+            study_instance_uid=mr_uid, series_instance_uid=se["0020000E"]["Value"][0]
+        )
+    }
+    assert stored in found
+
+
+_PATHS = (
+    ("GET", "/studies"),
+    ("GET", "/studies/1.2"),
+    ("GET", "/studies/1.2/metadata"),
+    ("GET", "/studies/1.2/series"),
+    ("GET", "/studies/1.2/series/1.3"),
+    ("GET", "/studies/1.2/series/1.3/metadata"),
+    ("GET", "/studies/1.2/series/1.3/instances"),
+    ("GET", "/studies/1.2/series/1.3/instances/1.4"),
+    ("GET", "/studies/1.2/series/1.3/instances/1.4/metadata"),
+    ("GET", "/studies/1.2/series/1.3/instances/1.4/frames/1"),
+    ("POST", "/studies"),
+)
+
+
+@pytest.mark.parametrize("user", ["clin-b", "sci-d", "help-h"])
+def test_dicomweb_refuses_outsiders_everywhere(deployment, tokens, case_id, imported, user) -> None:
+    # not even a multipart body: the refusal comes before the body is read
+    body = b"not multipart at all"
+    with _client() as c:
+        for method, path in _PATHS:
+            r = c.request(
+                method,
+                f"{deployment.api}/cases/{case_id}/dicomweb{path}",
+                headers={
+                    **_auth(tokens[user]),
+                    "Content-Type": 'multipart/related; type="application/dicom"; boundary=b',
+                },
+                content=body if method == "POST" else None,
+            )
+            assert r.status_code == 403, (user, path, r.text)
+            assert r.json()["status"] == 403
+        # and without a token: 401
+        r = c.get(f"{deployment.api}/cases/{case_id}/dicomweb/studies")
+        assert r.status_code == 401
+
+
+def test_client_imports_a_folder(deployment, tokens, case_id, imported, tmp_path) -> None:
+    from cpms_widgets.client import CaseStoreClient
+
+    ct_series(tmp_path / "DOE_JANE", slices=3, size=32, seed=11)
+    seen: list[tuple[int, int]] = []
+    with CaseStoreClient(deployment.api, tokens["clin-a"]) as client:
+        report = client.import_dicom(
+            case_id, tmp_path / "DOE_JANE", progress=lambda s, t: seen.append((s, t))
+        )
+        assert (report["stored"], report["held"], report["errors"]) == (3, 0, 0), report
+        assert report["original_deleted"] is True
+        assert seen and seen[-1][0] == seen[-1][1]
+        series_uid = report["instances"][0]["series_uid"]
+        assert any(
+            s["series_uid"] == series_uid
+            for st in client.list_studies(case_id)
+            for s in st["series"]
+        )
+        grant = client.dicom_grant(case_id, series_uid)
+        assert grant["header"] == GRANT and grant["meta_url"].endswith("/meta")
+
+
+@pytest.mark.parametrize("user", ["clin-b", "sci-d", "help-h"])
+def test_dicom_routes_refuse_outsiders(deployment, tokens, case_id, imported, user) -> None:
+    studies = _studies(deployment, tokens["clin-a"], case_id)
+    series_uid = _series(studies, "CT")["series_uid"]
+    api = f"{deployment.api}/cases/{case_id}/dicom"
+    with _client() as c:
+        for method, url, body in (
+            ("POST", f"{api}/imports", {"file_id": imported["file_id"]}),
+            ("GET", f"{api}/studies", None),
+            ("POST", f"{api}/series/{series_uid}/grant", None),
+        ):
+            r = c.request(method, url, json=body, headers=_auth(tokens[user]))
+            assert r.status_code == 403, (user, url, r.text)
+            assert r.json()["reasons"]
+
+
+def test_views_are_audited(deployment, tokens, case_id, imported) -> None:
+    with _client() as c:
+        r = c.get(
+            f"{deployment.api}/audit", params={"case_id": case_id}, headers=_auth(tokens["audit-u"])
+        )
+    assert r.status_code == 200, r.text
+    actions = {e["action"] for e in r.json()}
+    assert {"dicom.import", "dicom.list", "dicom.grant", "dicom.view"} <= actions
+    assert {"dicomweb.search", "dicomweb.retrieve", "dicomweb.frames"} <= actions
+    denied = [e for e in r.json() if e["outcome"] == "denied"]
+    assert denied  # the refusals above are in the trail too
