@@ -3,8 +3,9 @@
 Nothing here holds a key, a database URL or a blob path: everything goes
 through :class:`CaseStoreClient`, as the logged-in user, with their own token.
 
-The widgets (:class:`CaseForm`, :class:`ConsentWidget`, :class:`AttachmentsWidget`)
-are imported on first use, so importing the client does not load ipywidgets.
+The widgets (:class:`CaseForm`, :class:`ConsentWidget`, :class:`AttachmentsWidget`,
+:class:`SlideImportWidget`) are imported on first use, so importing the client does not
+load ipywidgets.
 """
 
 from typing import TYPE_CHECKING
@@ -12,11 +13,18 @@ from typing import TYPE_CHECKING
 from .client import CaseStoreClient, ClientSettings
 
 if TYPE_CHECKING:
-    from .widgets import AttachmentsWidget, CaseForm, ConsentWidget
+    from .widgets import AttachmentsWidget, CaseForm, ConsentWidget, SlideImportWidget
 
-__all__ = ["AttachmentsWidget", "CaseForm", "CaseStoreClient", "ClientSettings", "ConsentWidget"]
+__all__ = [
+    "AttachmentsWidget",
+    "CaseForm",
+    "CaseStoreClient",
+    "ClientSettings",
+    "ConsentWidget",
+    "SlideImportWidget",
+]
 
-_LAZY = {"AttachmentsWidget", "CaseForm", "ConsentWidget"}
+_LAZY = {"AttachmentsWidget", "CaseForm", "ConsentWidget", "SlideImportWidget"}
 
 
 def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes

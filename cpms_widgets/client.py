@@ -362,12 +362,30 @@ class CaseStoreClient:
 
     # -- whole-slide images ------------------------------------------------
 
-    def import_slide(self, case_id: str, file_id: str) -> dict[str, Any]:
-        """De-identify an uploaded Aperio SVS (``upload(...)`` first) into a slide.
+    def import_slide(
+        self,
+        case_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        resume: bool = True,
+    ) -> dict[str, Any]:
+        """Upload the slide at local ``path`` (chunked, resumable: multi-GB files are fine)
+        and import it as a de-identified slide of the case.
 
-        The store deletes the original upload (it holds the slide label); the
-        result's ``report`` names the removed images and header fields.
+        ``progress(sent, total)`` follows the upload. The store deletes the uploaded
+        original (it holds the slide label); the result's ``report`` names the removed
+        images and header fields. A format that cannot be de-identified is refused with
+        an error naming the format (HTTP 415); the uploaded file then stays in the case
+        as an ordinary file, as it was sent (the store keeps nothing of a failed import).
         """
+        uploaded = self.upload(
+            case_id, path, media_type="image/tiff", progress=progress, resume=resume
+        )
+        return self.import_slide_file(case_id, uploaded.id)
+
+    def import_slide_file(self, case_id: str, file_id: str) -> dict[str, Any]:
+        """Import a file already in the case (``upload(...)``) as a de-identified slide."""
         return self._request(
             "POST", f"/cases/{quote(case_id, safe='')}/slides", json={"file_id": file_id}
         )

@@ -2,12 +2,14 @@
 
 ``CaseForm`` fills, saves and submits a case; ``ConsentWidget`` shows and
 records the patient's consent; ``AttachmentsWidget`` attaches files of any
-size with a progress bar. All talk to the store only through the
-user's own :class:`cpms_widgets.CaseStoreClient`.
+size with a progress bar; ``SlideImportWidget`` imports a whole-slide image
+the same way and shows what de-identification removed. All talk to the store
+only through the user's own :class:`cpms_widgets.CaseStoreClient`.
 """
 
 from .attachments import AttachmentsWidget
 from .case_form import CaseForm
 from .consent import ConsentWidget
+from .slide_import import SlideImportWidget
 
-__all__ = ["AttachmentsWidget", "CaseForm", "ConsentWidget"]
+__all__ = ["AttachmentsWidget", "CaseForm", "ConsentWidget", "SlideImportWidget"]

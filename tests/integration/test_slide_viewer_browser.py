@@ -106,7 +106,7 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
     with CaseStoreClient(deployment.api, deployment.token(name)) as client:
         case = client.create_case("slide viewer case", "biopsy")
         up = client.upload(case.id, SAMPLE, media_type="image/tiff")
-        slide = client.import_slide(case.id, up.id)
+        slide = client.import_slide_file(case.id, up.id)
     slide_id = slide["id"]
 
     tiles: list[dict] = []
