@@ -23,6 +23,7 @@ import httpx
 from cpms_hub.domain import (
     Account,
     AccountStatus,
+    AnnotationDraft,
     AuthenticationError,
     Case,
     CaseContent,
@@ -37,6 +38,8 @@ from cpms_hub.domain import (
     NotFoundError,
     PermissionDeniedError,
     Role,
+    ShapeKind,
+    SlideAnnotation,
     ValidationError,
 )
 from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
@@ -407,6 +410,49 @@ class CaseStoreClient:
     def slide_associated(self, case_id: str, slide_id: str) -> list[str]:
         path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/associated"
         return self._request("GET", path)
+
+    # -- shared slide annotations -----------------------------------------
+
+    def slide_annotations(self, case_id: str, slide_id: str) -> list[SlideAnnotation]:
+        """The slide's annotations (every panel member's), oldest first."""
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/annotations"
+        return [SlideAnnotation.from_json(d) for d in self._request("GET", path)]
+
+    def case_annotations(self, case_id: str) -> list[SlideAnnotation]:
+        """Every annotation on every slide of the case, oldest first (for the discussion)."""
+        path = f"/cases/{quote(case_id, safe='')}/annotations"
+        return [SlideAnnotation.from_json(d) for d in self._request("GET", path)]
+
+    def annotate_slide(
+        self,
+        case_id: str,
+        slide_id: str,
+        kind: str | ShapeKind,
+        points: list[tuple[float, float]] | list[list[float]],
+        comment: str,
+    ) -> SlideAnnotation:
+        """Add a point, rectangle (two corners) or polygon in level-0 pixels, with a comment.
+
+        Checked here first (same rules as the store), so a bad shape fails before a request.
+        """
+        draft = AnnotationDraft.parse(
+            getattr(kind, "value", kind), [list(p) for p in points], comment
+        )
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/annotations"
+        body = {
+            "kind": draft.kind.value,
+            "points": [list(p) for p in draft.points],
+            "comment": draft.comment,
+        }
+        return SlideAnnotation.from_json(self._request("POST", path, json=body))
+
+    def delete_annotation(self, case_id: str, slide_id: str, annotation_id: str) -> None:
+        """Delete one of your own annotations."""
+        path = (
+            f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}"
+            f"/annotations/{quote(annotation_id, safe='')}"
+        )
+        self._request("DELETE", path)
 
     # -- exports -----------------------------------------------------------
 

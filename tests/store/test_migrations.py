@@ -100,6 +100,7 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "consents",
             "uploads",
             "slides",
+            "slide_annotations",
         }
     )
     for table in model:

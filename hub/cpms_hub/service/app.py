@@ -108,6 +108,10 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/properties"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/associated"),
+    ("GET", "/cases/{case_id}/annotations"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/annotations"),
+    ("POST", "/cases/{case_id}/slides/{slide_id}/annotations"),
+    ("DELETE", "/cases/{case_id}/slides/{slide_id}/annotations/{annotation_id}"),
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -522,6 +526,9 @@ def create_app(
     from .slide_routes import slide_router
 
     app.include_router(slide_router(api_root, state))
+    from .annotation_routes import annotation_router
+
+    app.include_router(annotation_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name

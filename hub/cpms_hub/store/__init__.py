@@ -25,4 +25,6 @@ __all__ = [
 ]
 
 # registers SlideRow on Base (imported last: slides builds on the modules above)
+# registers AnnotationRow on Base (it refers to the slides table)
+from . import annotations as annotations  # noqa: E402
 from . import slides as slides  # noqa: E402
