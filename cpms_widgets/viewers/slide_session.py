@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from cpms_hub.domain import CpmsError, SlideAnnotation
 
 from ..client import CaseStoreClient
@@ -125,5 +127,9 @@ class SlideSession:
         except CpmsError as exc:
             reasons = "; ".join(getattr(exc, "reasons", ()) or (str(exc),))
             return None, {"nonce": nonce, "ok": False, "message": reasons}
+        except httpx.HTTPError as exc:
+            # the store is restarting or unreachable: say so, keep the viewer alive
+            message = f"the store could not be reached ({type(exc).__name__}); try again"
+            return None, {"nonce": nonce, "ok": False, "message": message}
         except (KeyError, TypeError, ValueError) as exc:
             return None, {"nonce": nonce, "ok": False, "message": f"bad request: {exc}"}

@@ -147,3 +147,56 @@ def test_audited_without_the_comment(clients, ids) -> None:
     assert ("coord-n", "annotation.add", "denied") in actions
     assert ("panel-p", "annotation.delete", "denied") in actions
     assert not [e for e in entries if "Jane" in (e.get("detail") or "")]
+
+
+def test_viewer_requests_as_the_front_end_sends_them(clients, ids) -> None:
+    """What the drawing tools send (``annotation_request``), carried out by the kernel."""
+    from cpms_widgets.viewers.slide_session import SlideSession
+
+    case_id, slide_id = ids
+    session = SlideSession(clients["panel-p"], case_id, slide_id)
+    assert session.user_values() == {"user": "panel-p", "can_annotate": True}
+    found, status = session.handle(
+        {"op": "add", "kind": "point", "points": [[50, 60]], "comment": "from JS", "nonce": "n1"}
+    )
+    assert status == {"nonce": "n1", "ok": True, "message": "saved point"}
+    assert found[-1]["comment"] == "from JS" and found[-1]["author"] == "panel-p"
+    owners = [a for a in found if a["author"] == "clin-a"]
+    found, status = session.handle({"op": "delete", "id": owners[0]["id"], "nonce": "n2"})
+    assert found is None and not status["ok"] and "only its author" in status["message"]
+    found, status = session.handle(
+        {"op": "add", "kind": "point", "points": [[1e9, 1]], "comment": "x", "nonce": "n3"}
+    )
+    assert found is None and not status["ok"] and status["message"].startswith("points")
+    _, status = session.handle({"op": "explode", "nonce": "n4"})
+    assert not status["ok"] and "unknown request" in status["message"]
+    renewed: list[dict] = []
+    _, status = session.handle({"op": "renew", "nonce": "n5"}, on_grant=renewed.append)
+    assert status["ok"] and renewed[0]["dzi_url"].endswith(f"/slides/{slide_id}/dzi")
+    assert renewed[0]["dzi_url"].startswith("/services/cpms-store/api/v1/cases/")
+    coordinator = SlideSession(clients["coord-n"], case_id, slide_id)
+    assert coordinator.user_values() == {"user": "coord-n", "can_annotate": False}
+
+
+def test_notebook_viewer_syncs_annotations(clients, ids) -> None:
+    from cpms_widgets.viewers import SlideViewer
+
+    case_id, slide_id = ids
+    viewer = SlideViewer(clients["clin-a"], case_id, slide_id, auto_refresh=False)
+    try:
+        assert viewer.user == "clin-a" and viewer.can_annotate
+        before = len(viewer.annotations)
+        viewer.annotation_request = {
+            "op": "add",
+            "kind": "rectangle",
+            "points": [[10, 10], [20, 30]],
+            "comment": "drawn",
+            "nonce": "k1",
+        }
+        assert viewer.annotation_status["ok"] and viewer.annotation_status["nonce"] == "k1"
+        assert len(viewer.annotations) == before + 1
+        clients["panel-p"].annotate_slide(case_id, slide_id, "point", [(3, 4)], "meanwhile")
+        viewer.annotation_request = {"op": "refresh", "nonce": "k2"}
+        assert viewer.annotations[-1]["comment"] == "meanwhile"
+    finally:
+        viewer.close()
