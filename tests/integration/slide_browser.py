@@ -12,7 +12,7 @@ import time
 
 from playwright.sync_api import expect
 
-__all__ = ["TILE_RE", "TileWatch", "draw_point", "draw_rectangle", "zoom_in"]
+__all__ = ["TILE_RE", "TileWatch", "draw_point", "draw_polygon", "draw_rectangle", "zoom_in"]
 
 TILE_RE = re.compile(r"/slides/(?P<slide>[^/]+)/tiles/(?P<level>\d+)/(?P<col>\d+)_(?P<row>\d+)\.")
 GRANT = "x-cpms-grant"
@@ -111,4 +111,16 @@ def draw_rectangle(page, viewer, comment: str) -> None:  # noqa: ANN001
     for step in range(1, 11):
         page.mouse.move(x0 + 12 * step, y0 + 8 * step)
     page.mouse.up()
+    _save_comment(viewer, comment)
+
+
+def draw_polygon(page, viewer, comment: str) -> None:  # noqa: ANN001
+    """Choose the polygon tool, click three vertices, finish, write the comment, save."""
+    viewer.locator("button.cpms-tool-polygon").click()
+    box = viewer.locator(".openseadragon-container").first.bounding_box()
+    assert box is not None
+    for fx, fy in ((0.3, 0.7), (0.45, 0.62), (0.38, 0.85)):
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+        page.wait_for_timeout(400)  # apart, so no two clicks make a double-click
+    viewer.locator("button.cpms-tool-finish").click()
     _save_comment(viewer, comment)

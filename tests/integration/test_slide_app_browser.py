@@ -8,8 +8,9 @@ the store share one origin and the browser fetches tiles from the store without 
 Both processes are stopped by PID.
 
 Checked: tiles load with the grant in a header only; zooming asks for a deeper level; a
-point drawn by clin-a appears, with its comment, on panel-p's page without reloading, and
-a rectangle drawn by panel-p appears on clin-a's; both are in the store.
+point drawn by clin-a appears, with its comment, on panel-p's page without reloading, a
+rectangle drawn by panel-p appears on clin-a's, a polygon by clin-a too; the point deleted
+by its author disappears from both pages; the store holds exactly what was drawn.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ import pytest
 from cpms_widgets.client import CaseStoreClient
 from tests.deployment import REPO, VENV_BIN, free_port
 from tests.integration.panel_slide import panel_case_with_slide
-from tests.integration.slide_browser import TileWatch, draw_point, draw_rectangle, zoom_in
+from tests.integration.slide_browser import (
+    TileWatch,
+    draw_point,
+    draw_polygon,
+    draw_rectangle,
+    zoom_in,
+)
 from tests.integration.test_slides_http import SAMPLE
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
@@ -155,7 +162,18 @@ def test_two_reviewers_in_panel(deployment, tokens, browser, tmp_path) -> None:
             expect(
                 page_a.locator(".cpms-annotation[data-author='panel-p'][data-kind='rectangle']")
             ).to_have_count(1)
+
+            # a polygon by the owner; then the owner deletes the point, and it goes for both
+            draw_polygon(page_a, viewer_a, "tumour margin")
+            expect(
+                page_p.locator(".cpms-annotation[data-author='clin-a'][data-kind='polygon']")
+            ).to_have_count(1, timeout=(POLL_SECONDS + 15) * 1000)
             page_a.screenshot(path=str(tmp_path / "02-annotated.png"))
+            page_a.locator(".cpms-annotation-item", has_text="look at this nucleus").locator(
+                ".cpms-annotation-delete"
+            ).click()
+            expect(page_a.locator(".cpms-annotation-item")).to_have_count(2)
+            expect(item).to_have_count(0, timeout=(POLL_SECONDS + 15) * 1000)
         except Exception:
             page_a.screenshot(path=str(tmp_path / "failure-owner.png"), full_page=True)
             page_p.screenshot(path=str(tmp_path / "failure-panel.png"), full_page=True)
@@ -167,8 +185,9 @@ def test_two_reviewers_in_panel(deployment, tokens, browser, tmp_path) -> None:
     with CaseStoreClient(deployment.api, tokens["panel-p"]) as client:
         stored = client.slide_annotations(case_id, slide_id)
     assert [(a.author, a.kind.value, a.comment) for a in stored] == [
-        ("clin-a", "point", "look at this nucleus"),
         ("panel-p", "rectangle", "mitotic figures in this field"),
+        ("clin-a", "polygon", "tumour margin"),
     ]
-    x, y = stored[0].points[0]
-    assert 0 <= x <= 2220 and 0 <= y <= 2967
+    for a in stored:
+        assert all(0 <= x <= 2220 and 0 <= y <= 2967 for x, y in a.points)
+    assert len(stored[1].points) == 3
