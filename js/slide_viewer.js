@@ -187,6 +187,10 @@ export default {
     root.appendChild(bar);
     const list = el("ul");
     const ui = annotationUi(root, list);
+    // keys typed in the comment box or sent to OpenSeadragon's keyboard navigation must not
+    // trigger JupyterLab's notebook shortcuts ("a" inserts a cell, "d d" deletes one)
+    root.setAttribute("data-lm-suppress-shortcuts", "true");
+    list.setAttribute("data-lm-suppress-shortcuts", "true");
     host.appendChild(root);
     host.appendChild(list);
 

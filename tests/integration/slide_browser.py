@@ -86,7 +86,8 @@ def zoom_in(page, viewer, watch: TileWatch) -> tuple[int, int]:  # noqa: ANN001
 def _save_comment(viewer, comment: str) -> None:  # noqa: ANN001
     box = viewer.locator(".cpms-annotation-comment")
     expect(box).to_be_visible()
-    box.locator("textarea.cpms-comment-text").fill(comment)
+    # typed key by key, as a person would: no key may reach the host's shortcuts
+    box.locator("textarea.cpms-comment-text").press_sequentially(comment, delay=5)
     box.locator("button.cpms-comment-save").click()
     expect(box).to_be_hidden(timeout=15_000)
 

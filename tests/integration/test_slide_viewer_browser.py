@@ -226,6 +226,8 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
         mine = page.locator(".cpms-annotation-item", has_text="drawn in JupyterLab")
         expect(mine).to_be_visible()
         expect(mine.locator(".cpms-annotation-delete")).to_have_count(1)
+        # typing the comment ("a", "d d", ...) ran no notebook shortcut: still one cell
+        expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell")).to_have_count(1)
         with CaseStoreClient(deployment.api, deployment.token("panel-p")) as panel:
             seen = panel.slide_annotations(case_id, slide_id)
             assert [(a.author, a.kind.value, a.comment) for a in seen] == [
