@@ -4,8 +4,8 @@ Nothing here holds a key, a database URL or a blob path: everything goes
 through :class:`CaseStoreClient`, as the logged-in user, with their own token.
 
 The widgets (:class:`CaseForm`, :class:`ConsentWidget`, :class:`AttachmentsWidget`,
-:class:`DicomImportWidget`) and the :class:`DicomViewer` are imported on first use, so
-importing the client does not load ipywidgets or anywidget.
+:class:`DicomImportWidget`, :class:`SlideImportWidget`) and the :class:`DicomViewer` are
+imported on first use, so importing the client does not load ipywidgets or anywidget.
 """
 
 from typing import TYPE_CHECKING
@@ -14,7 +14,13 @@ from .client import CaseStoreClient, ClientSettings
 
 if TYPE_CHECKING:
     from .viewers import DicomViewer
-    from .widgets import AttachmentsWidget, CaseForm, ConsentWidget, DicomImportWidget
+    from .widgets import (
+        AttachmentsWidget,
+        CaseForm,
+        ConsentWidget,
+        DicomImportWidget,
+        SlideImportWidget,
+    )
 
 __all__ = [
     "AttachmentsWidget",
@@ -24,9 +30,16 @@ __all__ = [
     "ConsentWidget",
     "DicomImportWidget",
     "DicomViewer",
+    "SlideImportWidget",
 ]
 
-_LAZY = {"AttachmentsWidget", "CaseForm", "ConsentWidget", "DicomImportWidget"}
+_LAZY = {
+    "AttachmentsWidget",
+    "CaseForm",
+    "ConsentWidget",
+    "DicomImportWidget",
+    "SlideImportWidget",
+}
 
 
 def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes

@@ -26,6 +26,7 @@ import httpx
 from cpms_hub.domain import (
     Account,
     AccountStatus,
+    AnnotationDraft,
     AuthenticationError,
     Case,
     CaseContent,
@@ -40,6 +41,8 @@ from cpms_hub.domain import (
     NotFoundError,
     PermissionDeniedError,
     Role,
+    ShapeKind,
+    SlideAnnotation,
     ValidationError,
 )
 from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
@@ -368,12 +371,30 @@ class CaseStoreClient:
 
     # -- whole-slide images ------------------------------------------------
 
-    def import_slide(self, case_id: str, file_id: str) -> dict[str, Any]:
-        """De-identify an uploaded Aperio SVS (``upload(...)`` first) into a slide.
+    def import_slide(
+        self,
+        case_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        resume: bool = True,
+    ) -> dict[str, Any]:
+        """Upload the slide at local ``path`` (chunked, resumable: multi-GB files are fine)
+        and import it as a de-identified slide of the case.
 
-        The store deletes the original upload (it holds the slide label); the
-        result's ``report`` names the removed images and header fields.
+        ``progress(sent, total)`` follows the upload. The store deletes the uploaded
+        original (it holds the slide label); the result's ``report`` names the removed
+        images and header fields. A format that cannot be de-identified is refused with
+        an error naming the format (HTTP 415); the uploaded file then stays in the case
+        as an ordinary file, as it was sent (the store keeps nothing of a failed import).
         """
+        uploaded = self.upload(
+            case_id, path, media_type="image/tiff", progress=progress, resume=resume
+        )
+        return self.import_slide_file(case_id, uploaded.id)
+
+    def import_slide_file(self, case_id: str, file_id: str) -> dict[str, Any]:
+        """Import a file already in the case (``upload(...)``) as a de-identified slide."""
         return self._request(
             "POST", f"/cases/{quote(case_id, safe='')}/slides", json={"file_id": file_id}
         )
@@ -462,6 +483,48 @@ class CaseStoreClient:
         expires_at, ttl, meta_url, frame_url_template}``; sent in ``X-CPMS-Grant``."""
         path = f"/cases/{quote(case_id, safe='')}/dicom/series/{quote(series_uid, safe='')}/grant"
         return self._request("POST", path)
+    # -- shared slide annotations -----------------------------------------
+
+    def slide_annotations(self, case_id: str, slide_id: str) -> list[SlideAnnotation]:
+        """The slide's annotations (every panel member's), oldest first."""
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/annotations"
+        return [SlideAnnotation.from_json(d) for d in self._request("GET", path)]
+
+    def case_annotations(self, case_id: str) -> list[SlideAnnotation]:
+        """Every annotation on every slide of the case, oldest first (for the discussion)."""
+        path = f"/cases/{quote(case_id, safe='')}/annotations"
+        return [SlideAnnotation.from_json(d) for d in self._request("GET", path)]
+
+    def annotate_slide(
+        self,
+        case_id: str,
+        slide_id: str,
+        kind: str | ShapeKind,
+        points: list[tuple[float, float]] | list[list[float]],
+        comment: str,
+    ) -> SlideAnnotation:
+        """Add a point, rectangle (two corners) or polygon in level-0 pixels, with a comment.
+
+        Checked here first (same rules as the store), so a bad shape fails before a request.
+        """
+        draft = AnnotationDraft.parse(
+            getattr(kind, "value", kind), [list(p) for p in points], comment
+        )
+        path = f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}/annotations"
+        body = {
+            "kind": draft.kind.value,
+            "points": [list(p) for p in draft.points],
+            "comment": draft.comment,
+        }
+        return SlideAnnotation.from_json(self._request("POST", path, json=body))
+
+    def delete_annotation(self, case_id: str, slide_id: str, annotation_id: str) -> None:
+        """Delete one of your own annotations."""
+        path = (
+            f"/cases/{quote(case_id, safe='')}/slides/{quote(slide_id, safe='')}"
+            f"/annotations/{quote(annotation_id, safe='')}"
+        )
+        self._request("DELETE", path)
 
     # -- exports -----------------------------------------------------------
 

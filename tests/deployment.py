@@ -11,6 +11,7 @@ the PIDs recorded while it ran. Nothing is ever killed by name.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -71,6 +72,8 @@ class Deployment:
             "CPMS_HUB_PORT": str(free_port()),
             "CPMS_STORE_PORT": str(free_port()),
             "CPMS_AUTH_REFRESH_SECONDS": "5",
+            # known to the tests, so they can put an app of their own behind the proxy
+            "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             **(extra_env or {}),
         }
@@ -163,6 +166,29 @@ class Deployment:
 
     def token(self, name: str) -> str:
         return self.admin("token", name).stdout.strip()
+
+    # -- the proxy's routing table ---------------------------------------------
+
+    def add_proxy_route(self, prefix: str, target: str) -> None:
+        """Send ``prefix`` (e.g. ``/services/review-test``) to ``target`` through the
+        proxy, so a test's app is served at the same origin as the hub and the store.
+        The hub leaves routes it did not make alone."""
+        r = httpx.post(
+            f"http://127.0.0.1:{self.env['CPMS_PROXY_API_PORT']}/api/routes{prefix}",
+            json={"target": target},
+            headers={"Authorization": f"token {self.env['CONFIGPROXY_AUTH_TOKEN']}"},
+            trust_env=False,
+            timeout=10,
+        )
+        r.raise_for_status()
+
+    def remove_proxy_route(self, prefix: str) -> None:
+        httpx.delete(
+            f"http://127.0.0.1:{self.env['CPMS_PROXY_API_PORT']}/api/routes{prefix}",
+            headers={"Authorization": f"token {self.env['CONFIGPROXY_AUTH_TOKEN']}"},
+            trust_env=False,
+            timeout=10,
+        )
 
     # -- processes -------------------------------------------------------------
 

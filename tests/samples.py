@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["tiny_pdf"]
+__all__ = ["broken_slides", "tiny_pdf"]
 
 
 def tiny_pdf(text: str = "Invented consent form") -> bytes:
@@ -28,3 +28,41 @@ def tiny_pdf(text: str = "Invented consent form") -> bytes:
         xref,
     )
     return bytes(pdf)
+
+
+def broken_slides(svs: bytes) -> dict[str, tuple[str, bytes]]:
+    """Bad slide inputs made from a real Aperio SVS: ``{case: (uploaded name, bytes)}``.
+
+    A corrupt TIFF (first directory beyond the end), a truncated SVS, a non-slide image
+    (PNG), a slide claiming absurd dimensions, and the index files of two multi-file
+    formats uploaded without their other parts (MIRAX ``.mrxs``, Hamamatsu ``.vms``).
+    """
+    import io
+    import struct
+
+    from PIL import Image
+
+    corrupt = bytearray(svs)
+    corrupt[4:8] = struct.pack("<I", len(svs) + 100)
+    absurd = bytearray(svs)
+    first = struct.unpack("<I", absurd[4:8])[0]
+    for i in range(struct.unpack("<H", absurd[first : first + 2])[0]):
+        at = first + 2 + 12 * i
+        if struct.unpack("<H", absurd[at : at + 2])[0] == 256:  # ImageWidth := 4,000,000
+            absurd[at + 2 : at + 12] = struct.pack("<HII", 4, 1, 4_000_000)
+    png = io.BytesIO()
+    Image.new("RGB", (64, 48), "pink").save(png, format="PNG")
+    vms = (
+        b"[Virtual Microscope Specimen]\r\nNoLayers=1\r\nLayer0=\r\nImageFile=slide.jpg\r\n"
+        b"ImageFile(1,0)=slide-1-0.jpg\r\nMapFile=slide-map.jpg\r\nSourceLens=20\r\n"
+    )
+    # a MIRAX .mrxs alone: its Slidedat.ini and Data*.dat files stay in a folder next to it
+    mrxs = b"\xff\xd8\xff\xe0" + b"\0" * 300
+    return {
+        "corrupt-tiff": ("corrupt.svs", bytes(corrupt)),
+        "truncated-svs": ("truncated.svs", svs[:1_000_000]),
+        "non-slide-image": ("photo.png", png.getvalue()),
+        "absurd-dimensions": ("absurd.svs", bytes(absurd)),
+        "mrxs-without-folder": ("biopsy.mrxs", mrxs),
+        "vms-without-parts": ("biopsy.vms", vms),
+    }

@@ -9,6 +9,11 @@ grant. The browser fetches the descriptor and every tile itself, from the store 
 base64 JSON. The kernel renews the grant about a minute before it expires, and the
 viewer uses the new one for the tiles it requests next.
 
+The viewer also shows and draws the panel's shared annotations (point, rectangle,
+polygon, each with a comment). Writes go through the kernel, as this user, never through
+the grant: the design and its reasons are in :mod:`.slide_session`, which holds the logic
+shared with the Panel version (:mod:`cpms_widgets.apps.slide_app`).
+
 The front end is ``js/slide_viewer.js``, bundled with OpenSeadragon by ``make setup``
 into ``static/slide_viewer.js``.
 """
@@ -24,8 +29,9 @@ import anywidget
 import traitlets
 
 from ..client import CaseStoreClient
+from .slide_session import DEFAULT_POLL_SECONDS, SlideSession
 
-__all__ = ["BUNDLE", "SlideViewer"]
+__all__ = ["BUNDLE", "SlideViewer", "bundle_text"]
 
 #: the esbuild bundle of js/slide_viewer.js (built by ``make setup``)
 BUNDLE = Path(__file__).parent / "static" / "slide_viewer.js"
@@ -33,7 +39,6 @@ BUNDLE = Path(__file__).parent / "static" / "slide_viewer.js"
 RENEW_BEFORE = 60.0
 #: and never sooner than this after the previous one (a very short grant lifetime)
 MIN_RENEW_DELAY = 5.0
-_API_MARK = "/cases/"
 
 
 def _bundle() -> Path:
@@ -45,12 +50,9 @@ def _bundle() -> Path:
     return BUNDLE
 
 
-def _browser_url(store_prefix: str, path: str) -> str:
-    """``path`` (a store path, e.g. ``/services/cpms-store/api/v1/cases/…/dzi``) below
-    ``store_prefix``, the store's API root as the browser reaches it."""
-    at = path.find(_API_MARK)
-    rel = path[at:] if at >= 0 else "/" + path.lstrip("/")
-    return store_prefix.rstrip("/") + rel
+def bundle_text() -> str:
+    """The built ESM module of the viewer (shared by the notebook and Panel versions)."""
+    return _bundle().read_text(encoding="utf-8")
 
 
 class SlideViewer(anywidget.AnyWidget):
@@ -70,7 +72,18 @@ class SlideViewer(anywidget.AnyWidget):
     height = traitlets.Unicode("600px").tag(sync=True)
     #: the store's API root as the browser reaches it (same origin as JupyterLab)
     store_prefix = traitlets.Unicode("/services/cpms-store/api/v1")
-    expires_at = traitlets.Unicode("")
+    expires_at = traitlets.Unicode("").tag(sync=True)
+    #: the slide's shared annotations (JSON of :class:`~cpms_hub.domain.SlideAnnotation`)
+    annotations = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: who is looking, and whether the drawing tools are shown
+    user = traitlets.Unicode("").tag(sync=True)
+    can_annotate = traitlets.Bool(False).tag(sync=True)
+    #: set by the front end: add / delete / refresh / renew (see :mod:`.slide_session`)
+    annotation_request = traitlets.Dict().tag(sync=True)
+    #: the answer to the last request: ``{nonce, ok, message}``
+    annotation_status = traitlets.Dict().tag(sync=True)
+    #: how often the front end fetches the other reviewers' annotations (0: never)
+    poll_seconds = traitlets.Float(DEFAULT_POLL_SECONDS).tag(sync=True)
 
     def __init__(
         self,
@@ -85,16 +98,22 @@ class SlideViewer(anywidget.AnyWidget):
     ) -> None:
         # the bundle's text, set per instance: a class-level Path would be read (and fail,
         # if not built) when this module is imported
-        self._esm = _bundle().read_text(encoding="utf-8")
+        self._esm = bundle_text()
         self._client = client
         self.case_id = case_id
         self.slide_id = slide_id
+        self._session = SlideSession(client, case_id, slide_id, store_prefix=store_prefix)
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._auto_refresh = auto_refresh
         self._closed = False
         props = client.slide_properties(case_id, slide_id)
         super().__init__(height=height, store_prefix=store_prefix, mpp=props.get("mpp"), **kwargs)
+        with self.hold_sync():
+            for name, value in self._session.user_values().items():
+                setattr(self, name, value)
+            self.annotations = self._session.annotations()
+        self.observe(self._on_request, names="annotation_request")
         self.refresh()
 
     def __repr__(self) -> str:
@@ -102,13 +121,36 @@ class SlideViewer(anywidget.AnyWidget):
 
     def refresh(self) -> None:
         """Take a new grant now (and schedule the next renewal)."""
-        g = self._client.slide_grant(self.case_id, self.slide_id)
+        self._set_grant(self._session.grant_values())
+
+    def _set_grant(self, values: dict[str, str]) -> None:
         with self.hold_sync():
-            self.dzi_url = _browser_url(self.store_prefix, g["dzi_url"])
-            self.tile_base = _browser_url(self.store_prefix, g["tiles_url"]).rstrip("/")
-            self.grant = g["grant"]
-            self.expires_at = g["expires_at"]
-        self._schedule(g["expires_at"])
+            for name, value in values.items():
+                setattr(self, name, value)
+        self._schedule(values["expires_at"])
+
+    def _on_request(self, change: dict[str, Any]) -> None:
+        request = change["new"] or {}
+        if not request:
+            return
+        found, status = self._session.handle(request, on_grant=self._set_grant)
+        with self.hold_sync():
+            if found is not None:
+                self.annotations = found
+            self.annotation_status = status
+
+    def annotate(self, kind: str, points: list, comment: str) -> None:
+        """Add an annotation from Python (as the drawing tools do) and show it."""
+        found, status = self._session.handle(
+            {"op": "add", "kind": kind, "points": points, "comment": comment, "nonce": "py"}
+        )
+        if not status["ok"]:
+            raise ValueError(status["message"])
+        self.annotations = found or []
+
+    def refresh_annotations(self) -> None:
+        """Fetch the slide's annotations now (the front end also polls)."""
+        self.annotations = self._session.annotations()
 
     def _schedule(self, expires_at: str) -> None:
         if not self._auto_refresh:

@@ -15,6 +15,7 @@ __all__ = [
     "classed",
     "label_width",
     "error_problems",
+    "human_size",
     "problems_html",
     "section",
     "split_reason",
@@ -100,3 +101,12 @@ def problems_html(problems: Iterable[FieldProblem], *, ok: str = "") -> str:
         f"<li><b>{html.escape(p.field)}</b>: {html.escape(p.reason)}</li>" for p in items
     )
     return f"<ul>{lines}</ul>"
+
+
+def human_size(n: float) -> str:
+    """A byte count for people: ``512 B``, ``21.0 MB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover

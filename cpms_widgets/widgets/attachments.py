@@ -23,20 +23,20 @@ import ipywidgets as w
 from cpms_hub.domain import CaseFile
 from cpms_widgets.forms import FieldProblem
 
-from ._common import classed, error_problems, label_width, problems_html, section, style_widget
+from ._common import (
+    classed,
+    error_problems,
+    human_size,
+    label_width,
+    problems_html,
+    section,
+    style_widget,
+)
 
 if TYPE_CHECKING:
     from cpms_widgets.client import CaseStoreClient
 
 __all__ = ["AttachmentsWidget"]
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 class AttachmentsWidget(w.VBox):
@@ -93,7 +93,7 @@ class AttachmentsWidget(w.VBox):
             return []
         files = self.client.list_files(self.case_id)
         rows = "".join(
-            f"<li>{html.escape(f.name)} — {html.escape(f.media_type)}, {_size(f.size)}</li>"
+            f"<li>{html.escape(f.name)} — {html.escape(f.media_type)}, {human_size(f.size)}</li>"
             for f in files
         )
         self.files.value = f"<ul>{rows}</ul>" if rows else "<i>No files yet.</i>"
@@ -103,7 +103,8 @@ class AttachmentsWidget(w.VBox):
         self.progress.max = max(total, 1)
         self.progress.value = sent
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        self.progress_text.value = f"{_size(sent)} of {_size(total)} ({_size(sent / elapsed)}/s)"
+        rate = human_size(sent / elapsed)
+        self.progress_text.value = f"{human_size(sent)} of {human_size(total)} ({rate}/s)"
 
     def _check(self) -> list[FieldProblem]:
         if self.case_id is None:
@@ -138,7 +139,7 @@ class AttachmentsWidget(w.VBox):
             return None
         finally:
             self.attach_button.disabled = False
-        self.problems.value = problems_html([], ok=f"Attached {f.name} ({_size(f.size)}).")
+        self.problems.value = problems_html([], ok=f"Attached {f.name} ({human_size(f.size)}).")
         self.path.value = ""
         self.refresh()
         return f

@@ -301,3 +301,36 @@ def test_bigtiff_slide_with_identifying_tags(tmp_path: Path) -> None:
             np.asarray(before.read_region((0, 0), level, size)),
             np.asarray(after.read_region((0, 0), level, size)),
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "detected"),
+    [
+        ("biopsy.mrxs", b"\xff\xd8\xff\xe0" + b"\0" * 300, "mirax"),
+        ("Slidedat.ini", b"[GENERAL]\r\nSLIDE_ID = 1234\r\n", "mirax"),
+        ("biopsy.vms", b"[Virtual Microscope Specimen]\r\nNoLayers=1\r\n", "hamamatsu-vms"),
+        ("upload.bin", b"[Virtual Microscope Specimen]\r\nNoLayers=1\r\n", "hamamatsu-vms"),
+        ("biopsy.VMU", b"[Uncompressed Virtual Microscope Specimen]\r\n", "hamamatsu-vmu"),
+    ],
+)
+def test_multi_file_formats_refused_naming_the_format_and_missing_parts(
+    tmp_path: Path, name: str, payload: bytes, detected: str
+) -> None:
+    src = tmp_path / "upload"  # the stored copy has no name of its own: the upload's is given
+    src.write_bytes(payload)
+    assert detect_slide_format(src, name) == detected
+    with pytest.raises(UnsupportedFormatError) as info, io.BytesIO() as dst:
+        deidentify_svs(src, dst, name=name)
+    assert info.value.detected == detected
+    assert detected in str(info.value) and "multi-file" in str(info.value)
+    assert "Aperio SVS" in str(info.value)
+
+
+def test_every_broken_sample_is_refused(tmp_path: Path) -> None:
+    from tests.samples import broken_slides
+
+    for name, data in broken_slides(SAMPLE.read_bytes()).values():
+        src = tmp_path / name
+        src.write_bytes(data)
+        with pytest.raises((ValidationError, UnsupportedFormatError)), io.BytesIO() as dst:
+            deidentify_svs(src, dst, name=name)

@@ -7,6 +7,11 @@ The browser then fetches the Deep Zoom descriptor and the tiles itself, through 
 at the same origin as JupyterLab. Checked: the viewer appears, tiles come back 200, every
 tile request carries ``X-CPMS-Grant`` and no URL carries the grant, zooming in asks for a
 higher Deep Zoom level, and the viewer's screenshot is not blank.
+
+Then the shared annotations: the case is submitted with panel-p on its panel; the owner
+draws a point with a comment in JupyterLab (saved through the kernel, as the owner), which
+panel-p reads from the store; panel-p annotates through the API, and the owner's open
+viewer shows it within a poll, without re-running anything. Rotation turns the view.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import time
 import pytest
 
 from cpms_widgets.client import CaseStoreClient
+from tests.integration.panel_slide import panel_case_with_slide
+from tests.integration.slide_browser import draw_point
 from tests.integration.test_accounts_browser import (
     LAB_TIMEOUT_MS,
     _login,
@@ -40,6 +47,8 @@ TILE_RE = re.compile(r"/slides/(?P<slide>[^/]+)/tiles/(?P<level>\d+)/(?P<col>\d+
 GRANT = "x-cpms-grant"
 #: the notebook renews the grant this long after showing the viewer
 REFRESH_AFTER_S = 5
+#: the notebook's viewer fetches other reviewers' annotations this often
+POLL_S = 2
 
 
 def _xsrf(page, url: str) -> str:
@@ -62,7 +71,8 @@ def _notebook(case_id: str, slide_id: str) -> dict:
         "import threading\n"
         "from cpms_widgets import CaseStoreClient\n"
         "from cpms_widgets.viewers import SlideViewer\n"
-        f"viewer = SlideViewer(CaseStoreClient.from_env(), {case_id!r}, {slide_id!r})\n"
+        f"viewer = SlideViewer(CaseStoreClient.from_env(), {case_id!r}, {slide_id!r},"
+        f" poll_seconds={POLL_S})\n"
         # a renewal from a thread, as the viewer's own timer does before expiry
         f"threading.Timer({REFRESH_AFTER_S}, viewer.refresh).start()\n"
         "viewer"
@@ -103,11 +113,8 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
         pytest.skip(f"sample slide not found at {SAMPLE}")
     acc = deployment.add_account(_unique("slidedoc"), ("clinician",), hospital="Hospital A")
     name = acc.name
-    with CaseStoreClient(deployment.api, deployment.token(name)) as client:
-        case = client.create_case("slide viewer case", "biopsy")
-        up = client.upload(case.id, SAMPLE, media_type="image/tiff")
-        slide = client.import_slide(case.id, up.id)
-    slide_id = slide["id"]
+    # a submitted case with consent and a slide, panel-p on its panel
+    case_id, slide_id = panel_case_with_slide(deployment, deployment.token(name))
 
     tiles: list[dict] = []
     responses: list[tuple[str, int]] = []
@@ -143,7 +150,7 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
             deployment,
             name,
             f"api/contents/{NOTEBOOK}",
-            {"type": "notebook", "format": "json", "content": _notebook(case.id, slide_id)},
+            {"type": "notebook", "format": "json", "content": _notebook(case_id, slide_id)},
         )
 
         page.goto(f"{deployment.url}/user/{name}/lab/tree/{NOTEBOOK}")
@@ -213,6 +220,33 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
         png = viewer.screenshot(path=str(tmp_path / "02-zoomed.png"))
         spread = _colour_spread(png)
         assert spread > 10, f"the viewer looks blank (colour stddev {spread:.1f})"
+
+        # the owner draws a point with a comment; it is saved as the owner, through the kernel
+        draw_point(page, viewer, "drawn in JupyterLab", at=(0.45, 0.45))
+        mine = page.locator(".cpms-annotation-item", has_text="drawn in JupyterLab")
+        expect(mine).to_be_visible()
+        expect(mine.locator(".cpms-annotation-delete")).to_have_count(1)
+        # typing the comment ("a", "d d", ...) ran no notebook shortcut: still one cell
+        expect(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell")).to_have_count(1)
+        with CaseStoreClient(deployment.api, deployment.token("panel-p")) as panel:
+            seen = panel.slide_annotations(case_id, slide_id)
+            assert [(a.author, a.kind.value, a.comment) for a in seen] == [
+                (name, "point", "drawn in JupyterLab")
+            ]
+            # a panel member's annotation reaches the open viewer without re-running it
+            panel.annotate_slide(
+                case_id, slide_id, "polygon", [(100, 100), (900, 150), (500, 800)], "see here"
+            )
+        theirs = page.locator(".cpms-annotation-item", has_text="see here")
+        expect(theirs).to_be_visible(timeout=(POLL_S + 15) * 1000)
+        expect(theirs.locator(".cpms-annotation-author")).to_have_text("panel-p")
+        expect(theirs.locator(".cpms-annotation-delete")).to_have_count(0)
+        expect(viewer.locator("polygon.cpms-annotation[data-author='panel-p']")).to_have_count(1)
+
+        # rotation: the view turns by 90 degrees, the annotations with it
+        viewer.locator("[title='Rotate right']").first.click()
+        expect(viewer).to_have_attribute("data-rotation", "90", timeout=10_000)
+        viewer.screenshot(path=str(tmp_path / "03-annotated-rotated.png"))
         print(f"tiles: {len(tiles)}, levels {start_level} -> {deeper}; screenshots in {tmp_path}")
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)

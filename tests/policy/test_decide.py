@@ -32,6 +32,7 @@ CASE_ACTIONS = [
     Action.FILE_WRITE,
     Action.CONSENT_WRITE,
     Action.CASE_SUBMIT,
+    Action.ANNOTATION_WRITE,
 ]
 READS = {Action.CASE_READ, Action.FILE_READ, Action.CONSENT_READ}
 CONSENTS = {
@@ -68,6 +69,15 @@ def expected(role: Role, action: Action, relation: str, status: CaseStatus, cons
             return True
         reader = relation == "panel-member" or (role is Role.COORDINATOR and relation == "none")
         return reader and status is not CaseStatus.DRAFT and consent == "granted"
+    if action is Action.ANNOTATION_WRITE:
+        # the case's clinicians and its panel (as readers), while it is not closed
+        if status is CaseStatus.CLOSED:
+            return False
+        if relation in ("owner", "assistant"):
+            return True
+        return (
+            relation == "panel-member" and status is not CaseStatus.DRAFT and consent == "granted"
+        )
     # writes: the case's own clinicians only, while it is not closed
     return relation in ("owner", "assistant") and status is not CaseStatus.CLOSED
 

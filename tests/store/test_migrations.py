@@ -101,6 +101,7 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "uploads",
             "slides",
             "dicom_instances",
+            "slide_annotations",
         }
     )
     for table in model:

@@ -6,6 +6,13 @@ the service's JSON back into these objects.
 """
 
 from .accounts import Account, AccountRequest, AccountStatus, validate_username
+from .annotations import (
+    MAX_COMMENT_CHARS,
+    MAX_POLYGON_POINTS,
+    AnnotationDraft,
+    ShapeKind,
+    SlideAnnotation,
+)
 from .audit import AuditEntry, AuditOutcome
 from .cases import Case, CaseDraft, CaseFile, CaseMember, CaseRef, CaseStatus
 from .clinical import (
@@ -35,10 +42,13 @@ from .errors import (
 from .roles import MemberRole, Role
 
 __all__ = [
+    "MAX_COMMENT_CHARS",
+    "MAX_POLYGON_POINTS",
     "Account",
     "AccountRequest",
     "AccountStatus",
     "AcmgClass",
+    "AnnotationDraft",
     "AuditEntry",
     "AuditOutcome",
     "AuthenticationError",
@@ -67,6 +77,8 @@ __all__ = [
     "Phenotype",
     "Role",
     "Sex",
+    "ShapeKind",
+    "SlideAnnotation",
     "Urgency",
     "ValidationError",
     "Withdrawal",

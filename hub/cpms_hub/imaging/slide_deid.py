@@ -52,6 +52,7 @@ from .errors import UnsupportedFormatError
 
 __all__ = [
     "MAX_SLIDE_SIDE",
+    "MULTI_FILE_FORMATS",
     "SlideImportReport",
     "deidentify_svs",
     "detect_slide_format",
@@ -336,10 +337,48 @@ class _Tiff:
         return list(zip(offs, lens, strict=True))
 
 
-def detect_slide_format(src_path: str | PathLike[str]) -> str:
-    """Name the slide format of a file: OpenSlide's vendor name, or a generic one."""
+#: formats whose image lives in several files; one uploaded file is never the whole slide.
+#: File name endings (as uploaded) and the text their index file starts with.
+MULTI_FILE_FORMATS: dict[str, str] = {
+    ".mrxs": "mirax",
+    ".vms": "hamamatsu-vms",
+    ".vmu": "hamamatsu-vmu",
+}
+_MULTI_FILE_HEADS = (
+    (b"[Virtual Microscope Specimen]", "hamamatsu-vms"),
+    (b"[Uncompressed Virtual Microscope Specimen]", "hamamatsu-vmu"),
+    (b"[GENERAL]", "mirax"),  # MIRAX Slidedat.ini, the index of the data folder
+)
+_MULTI_FILE_PARTS = {
+    "mirax": "the .mrxs file names a folder of Slidedat.ini and Data*.dat files",
+    "hamamatsu-vms": "the .vms file is an index of separate JPEG files",
+    "hamamatsu-vmu": "the .vmu file is an index of separate raw image files",
+}
+
+
+def _multi_file_format(head: bytes, name: str | None) -> str | None:
+    """The multi-file format a file belongs to, by its uploaded name or its first bytes."""
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if name and "." in name else ""
+    if suffix in MULTI_FILE_FORMATS:
+        return MULTI_FILE_FORMATS[suffix]
+    text = head.lstrip(b"\xef\xbb\xbf\r\n\t ")
+    for magic, fmt in _MULTI_FILE_HEADS:
+        if text.startswith(magic):
+            return fmt
+    return None
+
+
+def detect_slide_format(src_path: str | PathLike[str], name: str | None = None) -> str:
+    """Name the slide format of a file: OpenSlide's vendor name, or a generic one.
+
+    ``name`` is the file's name as uploaded (``src_path`` may be an anonymous in-memory
+    file): multi-file formats are known by it, or by the text their index file opens with.
+    """
     with open(src_path, "rb") as fh:
         head = fh.read(132)
+    multi = _multi_file_format(head, name)
+    if multi is not None:
+        return multi
     if head[:2] in (b"II", b"MM"):
         try:
             import openslide  # local: optional for callers that only detect formats
@@ -350,14 +389,14 @@ def detect_slide_format(src_path: str | PathLike[str]) -> str:
         return vendor or "tiff"
     if head[128:132] == b"DICM":
         return "dicom"
-    for magic, name in (
+    for magic, fmt in (
         (b"\xff\xd8\xff", "jpeg"),
         (b"\x89PNG", "png"),
         (b"PK\x03\x04", "zip"),
         (b"\x00\x00\x00\x0cjP  ", "jpeg2000"),
     ):
         if head.startswith(magic):
-            return name
+            return fmt
     return "unknown"
 
 
@@ -422,25 +461,38 @@ def _zero(dst: BinaryIO, ranges: Iterable[tuple[int, int]]) -> None:
             length -= step
 
 
-def deidentify_svs(src_path: str | PathLike[str], dst: BinaryIO) -> SlideImportReport:
+def deidentify_svs(
+    src_path: str | PathLike[str], dst: BinaryIO, *, name: str | None = None
+) -> SlideImportReport:
     """Write a de-identified copy of the Aperio SVS at ``src_path`` into ``dst``.
 
     ``dst`` must be writable and seekable (a file opened ``"w+b"`` or a BytesIO) and empty.
-    Raises UnsupportedFormatError for anything but Aperio SVS and ValidationError for
-    corrupt, truncated or absurd files. See the module documentation for what is kept.
+    ``name`` is the file's name as uploaded, used only to recognise formats (a ``.mrxs``
+    or ``.vms`` is one part of a multi-file slide). Raises UnsupportedFormatError for
+    anything but Aperio SVS and ValidationError for corrupt, truncated or absurd files.
+    See the module documentation for what is kept.
     """
+    with open(src_path, "rb") as fh:
+        multi = _multi_file_format(fh.read(132), name)
+    if multi is not None:
+        raise UnsupportedFormatError(
+            multi,
+            f"a multi-file slide format ({_MULTI_FILE_PARTS[multi]}); one file of it "
+            "holds no whole image and its other parts are missing. Only Aperio SVS (one "
+            "file) can be imported: export the slide as SVS from the scanner software",
+        )
     with open(src_path, "rb") as src:
         size = src.seek(0, 2)
         src.seek(0)
         head = src.read(4)
         if head[:2] not in (b"II", b"MM"):
             raise UnsupportedFormatError(
-                detect_slide_format(src_path), "only Aperio SVS slides can be de-identified"
+                detect_slide_format(src_path, name), "only Aperio SVS slides can be de-identified"
             )
         tiff = _Tiff(src, size)
         if not _is_aperio(tiff):
             raise UnsupportedFormatError(
-                detect_slide_format(src_path),
+                detect_slide_format(src_path, name),
                 "only Aperio SVS (TIFF with an 'Aperio' ImageDescription) can be de-identified",
             )
         plan = _plan(tiff)

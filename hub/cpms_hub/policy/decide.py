@@ -43,6 +43,7 @@ class Action(StrEnum):
     CONSENT_WRITE = "consent.write"
     FILE_WRITE = "file.write"
     FILE_READ = "file.read"
+    ANNOTATION_WRITE = "annotation.write"
     ACCOUNT_MANAGE = "account.manage"
     AUDIT_READ = "audit.read"
     COHORT_READ = "cohort.read"
@@ -64,6 +65,8 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.CONSENT_WRITE: Scope.CASES_WRITE,
     Action.FILE_WRITE: Scope.CASES_WRITE,
     Action.FILE_READ: Scope.CASES_READ,
+    # panel members hold only the read scope: annotating is part of reviewing
+    Action.ANNOTATION_WRITE: Scope.CASES_READ,
     Action.ACCOUNT_MANAGE: Scope.ACCOUNTS,
     Action.AUDIT_READ: Scope.AUDIT,
     Action.COHORT_READ: Scope.COHORTS,
@@ -171,6 +174,20 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
                 return _deny("the patient withdrew consent to panel discussion: the case is frozen")
             return _deny("no consent to panel discussion is recorded for this case")
         return Decision(True, (why, "the patient consents to panel discussion"))
+
+    if action is Action.ANNOTATION_WRITE:
+        # the people discussing the case: its clinicians and its panel, not the network's
+        # coordinators (who read the case to run the panel, not to review it)
+        if member not in (MemberRole.OWNER, MemberRole.ASSISTANT, MemberRole.PANEL_MEMBER):
+            return _deny(
+                f"{actor.name} is not a member of this case: only its clinicians and panel annotate"
+            )
+        if case.status is CaseStatus.CLOSED:
+            return _deny("the case is closed")
+        read = decide(actor, Action.FILE_READ, case)  # draft and consent rules as for reading
+        if not read.allowed:
+            return read
+        return Decision(True, (f"{actor.name} is the case's {member.value}", *read.reasons[1:]))
 
     if action is Action.CASE_EXPORT:
         # a whole case leaves the store: only the clinicians who hold it

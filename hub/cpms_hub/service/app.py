@@ -116,6 +116,10 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/exports/registry.csv"),
     *DICOM_ROUTES_DOC,
     *DICOMWEB_ROUTES_DOC,
+    ("GET", "/cases/{case_id}/annotations"),
+    ("GET", "/cases/{case_id}/slides/{slide_id}/annotations"),
+    ("POST", "/cases/{case_id}/slides/{slide_id}/annotations"),
+    ("DELETE", "/cases/{case_id}/slides/{slide_id}/annotations/{annotation_id}"),
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -538,6 +542,9 @@ def create_app(
 
     app.include_router(dicom_router(api_root, state))
     app.include_router(dicomweb_router(api_root, state))
+    from .annotation_routes import annotation_router
+
+    app.include_router(annotation_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name

@@ -24,6 +24,8 @@ __all__ = [
     "verify_chain",
 ]
 
-# registers SlideRow and DicomInstanceRow on Base (imported last: they build on the above)
+# registers SlideRow, DicomInstanceRow and AnnotationRow on Base (imported last: they
+# build on the above; annotations refer to the slides table)
+from . import annotations as annotations  # noqa: E402
 from . import dicom as dicom  # noqa: E402
 from . import slides as slides  # noqa: E402

@@ -62,8 +62,11 @@ DEFAULT_MAX_SLIDE_BYTES = 4 * 1024**3
 SLIDE_MEDIA_TYPE = "image/tiff"
 _COPY = 1024 * 1024
 
-#: ``deidentify_svs(src_path, dst) -> SlideImportReport``
-Deidentify = Callable[[str, BinaryIO], Any]
+
+class Deidentify(Protocol):
+    """What the store needs of :func:`~cpms_hub.imaging.deidentify_svs`."""
+
+    def __call__(self, src_path: str, dst: BinaryIO, *, name: str | None = None) -> Any: ...
 
 
 class TileSourceFactory(Protocol):
@@ -218,7 +221,8 @@ class SlideStore:
                 while chunk := reader.read(_COPY):
                     src.write(chunk)
             src.flush()
-            report = self.deidentify(f"/proc/self/fd/{src.fileno()}", dst)
+            # the uploaded name tells one part of a multi-file format (.mrxs, .vms) apart
+            report = self.deidentify(f"/proc/self/fd/{src.fileno()}", dst, name=meta.name)
             dst.flush()
             # the result must still open as a pyramid and carry nothing identifying
             check = self.tile_source.from_path(f"/proc/self/fd/{dst.fileno()}")

@@ -1,0 +1,202 @@
+"""Where the time of a stored tile over HTTP goes: concurrency, the proxy, the load generator.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/slide_latency.py [--width 20000 --height 15000 --n 1500]
+
+A real deployment (``tests/deployment.py``) serves a generated Aperio-style slide (made and
+imported as in ``benchmarks/slides.py``). Stored-level tiles (encrypted passthrough) and,
+as the baseline, the store's ``/health`` route (no work at all) are fetched with 1, 2, 4
+and 8 concurrent closed-loop clients (each sends its next request when the previous one
+is answered), once **through the proxy** (as browsers do) and once **straight to the
+store** (as user servers do). For every run it reports p50 / p99 latency, throughput, and
+the CPU time spent per request by each process involved: the load generator (this
+process), configurable-http-proxy and the store service, read from the kernel's
+accounting (psutil), so the time is attributed rather than guessed.
+
+With ``c`` closed-loop clients and a throughput of ``X`` requests/s, the mean latency is
+``c / X`` (Little's law): once the two cores are saturated, adding clients adds queueing
+latency and nothing else. The per-request CPU figures show what saturates them.
+
+The last line printed is::
+
+    RESULT tile_p99_ms_c1_proxy=<ms> tile_p99_ms_c8_proxy=<ms> tile_p99_ms_c8_direct=<ms> \
+health_p99_ms_c8_proxy=<ms> tile_vs_health_c8_proxy=<x> cpu_ms_client=<ms> \
+cpu_ms_proxy=<ms> cpu_ms_store=<ms>
+
+``tile_vs_health`` is tile throughput over ``/health`` throughput in the same run (1.0:
+a tile costs no more than the emptiest route); the ``cpu_ms_*`` figures are per stored
+tile through the proxy at 8 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.slides import _http_run, _ms, make_slide  # noqa: E402
+from cpms_hub.imaging import SlideTileSource, deidentify_svs  # noqa: E402
+from cpms_hub.store import AuditContext  # noqa: E402
+from cpms_hub.store.slides import SlideStore  # noqa: E402
+from tests.deployment import Deployment  # noqa: E402
+
+CLIENTS = (1, 2, 4, 8)
+
+
+class _Allow:
+    allowed = True
+    reasons = ()
+
+
+def _processes(dep: Deployment) -> dict[str, psutil.Process]:
+    """The proxy and the store service among the hub's children."""
+    found: dict[str, psutil.Process] = {}
+    for child in psutil.Process(dep.proc.pid).children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "configurable-http-proxy" in cmd:
+            found["proxy"] = child
+        elif "cpms_hub.service" in cmd:
+            found["store"] = child
+    missing = {"proxy", "store"} - set(found)
+    if missing:
+        raise RuntimeError(f"could not find {missing} among the hub's processes")
+    return found
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def _run(urls, headers, clients, procs) -> dict:  # noqa: ANN001
+    before = {k: _cpu(p) for k, p in procs.items()}
+    me = time.process_time()
+    times, wall = _http_run(urls, headers, clients)
+    n = len(times)
+    cpu = {k: (_cpu(p) - before[k]) * 1000 / n for k, p in procs.items()}
+    cpu["client"] = (time.process_time() - me) * 1000 / n
+    return {
+        "p50": _ms(times, 50),
+        "p99": _ms(times, 99),
+        "rps": n / wall,
+        "cpu": cpu,
+        "busy": sum(cpu.values()) * n / 1000 / wall,  # cores kept busy on average
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=20_000)
+    parser.add_argument("--height", type=int, default=15_000)
+    parser.add_argument("--n", type=int, default=1500, help="requests per run")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    print(f"{psutil.cpu_count()} CPUs; load average now {psutil.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="cpms-latency-") as tmp:
+        plain = Path(tmp) / "slide.svs"
+        make_slide(plain, args.width, args.height)
+        with Deployment(Path(tmp) / "deployment") as dep:
+            dep.init()
+            dep.add_account("bench-c", ("clinician",))
+            dep.start()
+            auth = {"Authorization": f"token {dep.token('bench-c')}"}
+            case = httpx.post(
+                f"{dep.api}/cases",
+                json={"title": "benchmark", "clinical_summary": "slide"},
+                headers=auth,
+                trust_env=False,
+            ).json()["id"]
+            state = dep.open_state()
+            try:
+                ctx = AuditContext(actor="bench-c")
+                with open(plain, "rb") as fh:
+                    upload = state.cases.add_file(
+                        case,
+                        iter(lambda: fh.read(1 << 20), b""),
+                        name="bench.svs",
+                        media_type="image/tiff",
+                        max_size=1 << 40,
+                        authorize=lambda _ref: _Allow(),
+                        ctx=ctx,
+                    )
+                store = SlideStore(
+                    state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource
+                )
+                slide = store.import_slide(
+                    case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx
+                )
+            finally:
+                state.close()
+            grant = httpx.post(
+                f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
+            ).json()
+            headers = {"X-CPMS-Grant": grant["grant"]}
+            props = httpx.get(
+                f"{dep.api}/cases/{case}/slides/{slide.id}/properties",
+                headers=auth,
+                trust_env=False,
+            ).json()
+            top, size = props["deepzoom_levels"] - 1, props["tile_size"]
+            cols, rows = -(-props["width"] // size), -(-props["height"] // size)
+            direct_root = f"http://127.0.0.1:{dep.env['CPMS_STORE_PORT']}"
+            roots = {"proxy": dep.url, "direct": direct_root}
+            procs = _processes(dep)
+
+            def tiles(root: str, n: int) -> list[str]:
+                picks = rng.sample(range(cols * rows), min(n, cols * rows))
+                base = root + grant["tiles_url"]
+                return [f"{base}{top}/{i % cols}_{i // cols}.jpeg" for i in picks]
+
+            # warm-up: connections, the open-slide cache, the grant's first-use audit
+            for root in roots.values():
+                _http_run(tiles(root, 64), headers, 8)
+                _http_run([root + "/services/cpms-store/api/v1/health"] * 64, {}, 8)
+            results: dict[tuple[str, str, int], dict] = {}
+            print(
+                f"{'route':<7}{'path':<8}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
+                f"{'cores':>7}  CPU ms per request: client / proxy / store"
+            )
+            for where, root in roots.items():
+                for clients in CLIENTS:
+                    for route in ("health", "tile"):
+                        if route == "health":
+                            urls = [root + "/services/cpms-store/api/v1/health"] * args.n
+                            r = _run(urls, {}, clients, procs)
+                        else:
+                            r = _run(tiles(root, args.n), headers, clients, procs)
+                        results[(route, where, clients)] = r
+                        c = r["cpu"]
+                        print(
+                            f"{route:<7}{where:<8}{clients:>8}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+                            f"{r['rps']:>8.0f}{r['busy']:>7.2f}  {c['client']:.3f} / "
+                            f"{c['proxy']:.3f} / {c['store']:.3f}"
+                        )
+    t8 = results[("tile", "proxy", 8)]
+    h8 = results[("health", "proxy", 8)]
+    print(
+        "RESULT "
+        f"tile_p99_ms_c1_proxy={results[('tile', 'proxy', 1)]['p99']:.2f} "
+        f"tile_p99_ms_c8_proxy={t8['p99']:.2f} "
+        f"tile_p99_ms_c8_direct={results[('tile', 'direct', 8)]['p99']:.2f} "
+        f"health_p99_ms_c8_proxy={h8['p99']:.2f} "
+        f"tile_vs_health_c8_proxy={t8['rps'] / h8['rps']:.2f} "
+        f"cpu_ms_client={t8['cpu']['client']:.3f} cpu_ms_proxy={t8['cpu']['proxy']:.3f} "
+        f"cpu_ms_store={t8['cpu']['store']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
