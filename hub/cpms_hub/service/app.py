@@ -61,6 +61,7 @@ from .models import (
     PseudonymLookup,
     WithdrawIn,
 )
+from .review_routes import REVIEW_ROUTES_DOC
 from .upload_routes import CHUNK_ROUTE_SUFFIX, upload_router
 
 __all__ = ["create_app", "ROUTES_DOC"]
@@ -108,6 +109,7 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/properties"),
     ("GET", "/cases/{case_id}/slides/{slide_id}/associated"),
+    *REVIEW_ROUTES_DOC,
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
