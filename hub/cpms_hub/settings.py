@@ -94,6 +94,29 @@ class CpmsSettings(Configurable):
     def _store_port_default(self) -> int:
         return int(_env("CPMS_STORE_PORT", str(self.port + 82)))
 
+    review_port = Integer(
+        help="Port the cpms-review service (the Panel review apps) listens on (CPMS_REVIEW_PORT).",
+    ).tag(config=True)
+
+    @default("review_port")
+    def _review_port_default(self) -> int:
+        return int(_env("CPMS_REVIEW_PORT", str(self.port + 83)))
+
+    review_origins = Unicode(
+        help=(
+            "Comma-separated host:port values browsers use to reach the deployment, "
+            "allowed as websocket origins of the review apps (CPMS_REVIEW_ORIGINS); "
+            "default the public address."
+        ),
+    ).tag(config=True)
+
+    @default("review_origins")
+    def _review_origins_default(self) -> str:
+        hosts = [f"{self.ip}:{self.port}"]
+        if self.ip == "127.0.0.1":
+            hosts.append(f"localhost:{self.port}")
+        return _env("CPMS_REVIEW_ORIGINS", ",".join(hosts))
+
     proxy_api_port = Integer(help="Port of the proxy's REST API (CPMS_PROXY_API_PORT).").tag(
         config=True
     )
