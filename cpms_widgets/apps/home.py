@@ -71,7 +71,10 @@ class ReviewHome(Viewer):
         self._body.objects = [app]
 
     def __panel__(self):  # noqa: ANN204
+        links = "[Inbox](?)" + (
+            " · [Coordinator](?view=coordinator)" if "coordinator" in self.roles else ""
+        )
         header = pn.pane.Markdown(
-            f"**CPMS review** · signed in as `{self.user}`", sizing_mode="stretch_width"
+            f"**CPMS review** · signed in as `{self.user}` · {links}", sizing_mode="stretch_width"
         )
         return pn.Column(header, self._body, sizing_mode="stretch_width")
