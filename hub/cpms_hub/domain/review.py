@@ -189,9 +189,7 @@ def transition(state: CaseStatus, action: LifecycleAction) -> CaseStatus:
     if after is None:
         raise ConflictError(
             f"cannot {action.value} a case that is {state.value}",
-            reasons=(
-                f"cannot {action.value} a case that is {state.value}: {_NEEDS[action]}",
-            ),
+            reasons=(f"cannot {action.value} a case that is {state.value}: {_NEEDS[action]}",),
         )
     return after
 
@@ -481,4 +479,3 @@ def signed_statement(
             "purpose": "cpms-outcome-endorsement-v1",
         }
     )
-

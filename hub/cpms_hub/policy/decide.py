@@ -180,7 +180,8 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
 
     if action in (Action.CASE_UPDATE, Action.FILE_WRITE, Action.CONSENT_WRITE, Action.CASE_SUBMIT):
         if member in (MemberRole.OWNER, MemberRole.ASSISTANT):
-            if case.status in (CaseStatus.CLOSED,):
+            # submitting a closed case is refused by the lifecycle (409), with its reason
+            if case.status is CaseStatus.CLOSED and action is not Action.CASE_SUBMIT:
                 return _deny("the case is closed")
             return Decision(True, (f"{actor.name} is the case's {member.value}",))
         return _deny("only the case's owner and assistants change it")
@@ -223,7 +224,14 @@ def _decide_review(
     coordinates = Role.COORDINATOR in actor.roles and actor.network == case.network
     clinician = member in (MemberRole.OWNER, MemberRole.ASSISTANT)
     on_panel = member is MemberRole.PANEL_MEMBER
-    if case.status is CaseStatus.DRAFT:
+    # steps on a draft are refused by the lifecycle (409); reads by the policy
+    reading = action in (
+        Action.PANEL_VIEW,
+        Action.REVIEW_READ,
+        Action.INFO_READ,
+        Action.OUTCOME_READ,
+    )
+    if case.status is CaseStatus.DRAFT and reading and not clinician:
         return _deny("the case is a draft: it has not been submitted to a panel")
 
     if action in (Action.PANEL_ASSEMBLE, Action.PANEL_MANAGE):

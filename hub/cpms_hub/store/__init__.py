@@ -24,5 +24,7 @@ __all__ = [
     "verify_chain",
 ]
 
-# registers SlideRow on Base (imported last: slides builds on the modules above)
+# register SlideRow and the panel review tables on Base (imported last: they build on the
+# modules above; migrations 0003 and 0005 create them)
+from . import review_schema as review_schema  # noqa: E402
 from . import slides as slides  # noqa: E402
