@@ -19,7 +19,7 @@ import panel as pn
 import param
 
 from ..client import CaseStoreClient
-from ..viewers.slide_viewer import RENEW_BEFORE, _browser_url, _bundle
+from ..viewers.slide_viewer import BUNDLE, RENEW_BEFORE, _browser_url, _bundle
 
 __all__ = ["SlidePane"]
 
@@ -27,11 +27,16 @@ __all__ = ["SlidePane"]
 class SlidePane(pn.custom.AnyWidgetComponent):
     """One slide of one case, viewed as the client's user."""
 
+    # Panel reads the ESM of the class (a path is read when a page is rendered, not
+    # at import time); a per-instance value would be ignored
+    _esm = BUNDLE
+
     dzi_url = param.String(default="")
     tile_base = param.String(default="")
     grant = param.String(default="")
     mpp = param.Number(default=None, allow_None=True)
-    height = param.String(default="500px")
+    # no ``height`` trait: Panel's own (an integer layout height) answers the ESM's
+    # model.get("height"); left unset, the ESM gives the viewer its default 600 px
 
     def __init__(
         self,
@@ -42,10 +47,9 @@ class SlidePane(pn.custom.AnyWidgetComponent):
         store_prefix: str = "/services/cpms-store/api/v1",
         **params,
     ) -> None:
-        # read per instance: the bundle is built by `make setup`, not at import time
-        self._esm = _bundle().read_text(encoding="utf-8")
+        _bundle()  # a clear error now if `make setup` has not built the viewers
         props = client.slide_properties(case_id, slide_id)
-        params.setdefault("min_height", 400)
+        params.setdefault("min_height", 600)
         params.setdefault("sizing_mode", "stretch_width")
         super().__init__(mpp=props.get("mpp"), **params)
         self._client = client

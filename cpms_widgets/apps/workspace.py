@@ -404,7 +404,7 @@ class ReviewWorkspace(Viewer):
             try:
                 from .slide_pane import SlidePane
 
-                items.append(SlidePane(self.client, self.case_id, s["id"], height="500px"))
+                items.append(SlidePane(self.client, self.case_id, s["id"]))
             except (CpmsError, FileNotFoundError) as exc:
                 items.append(pn.pane.Markdown(f"(viewer unavailable: {type(exc).__name__})"))
         return pn.Column(*items, sizing_mode="stretch_width")

@@ -75,3 +75,67 @@ def test_data_scientist_is_refused_by_the_hub(deployment, page):
         page.click("#login_submit")
     assert info.value.status == 403
     expect(page.get_by_text("signed in as")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_workspace_shows_a_slide_with_the_notebook_viewer(deployment, page, tmp_path):
+    """The case owner opens their case in the review app: the Images tab runs the same
+    OpenSeadragon bundle as in JupyterLab, tiles come from the store with the grant in a
+    header, and the page loads nothing from outside the deployment (no CDN)."""
+    import re
+
+    from cpms_widgets.client import CaseStoreClient
+    from tests.integration.test_slides_http import SAMPLE
+
+    if not SAMPLE.exists():
+        pytest.skip(f"sample slide not found at {SAMPLE}")
+    acc = deployment.accounts["clin-a"]
+    with CaseStoreClient(deployment.api, deployment.token(acc.name)) as client:
+        case = client.create_case("review slide case", "biopsy")
+        up = client.upload(case.id, SAMPLE, media_type="image/tiff")
+        slide = client.import_slide(case.id, up.id)
+
+    tile_re = re.compile(r"/slides/[^/]+/tiles/\d+/\d+_\d+\.")
+    urls: list[str] = []
+    tiles: list[tuple[str, str | None]] = []
+    statuses: list[int] = []
+    page.on("request", lambda r: urls.append(r.url))
+    page.on(
+        "request",
+        lambda r: (
+            tiles.append((r.url, r.headers.get("x-cpms-grant"))) if tile_re.search(r.url) else None
+        ),
+    )
+    page.on("response", lambda r: statuses.append(r.status) if tile_re.search(r.url) else None)
+    try:
+        page.goto(f"{deployment.review_url}?case={case.id}")
+        page.wait_for_url("**/hub/login**")
+        page.fill("#username_input", acc.name)
+        page.fill("#password_input", acc.password)
+        page.fill("#otp_input", acc.code())
+        page.click("#login_submit")
+        page.wait_for_url(f"**/services/cpms-review/?case={case.id}")
+        expect(page.get_by_text("review slide case").first).to_be_visible()
+        page.get_by_text("Images", exact=True).click()
+        viewer = page.locator(".cpms-slide-viewer")
+        expect(viewer).to_be_visible(timeout=60_000)
+        expect(viewer.locator(".openseadragon-container").first).to_be_visible()
+        page.wait_for_timeout(500)
+        for _ in range(120):
+            if 200 in statuses:
+                break
+            page.wait_for_timeout(250)
+        page.wait_for_timeout(1000)
+        assert tiles and 200 in statuses, statuses[:10]
+        assert all(s == 200 for s in statuses), statuses
+        assert all(g for _u, g in tiles)
+        grants = {g for _u, g in tiles}
+        assert not [u for u in urls for g in grants if g in u]
+        slide_id = slide["id"]
+        assert all(f"/slides/{slide_id}/" in u for u, _g in tiles)
+        # blob: and data: URLs are made in the page itself (tiles, the ESM module)
+        outside = [u for u in urls if not u.startswith((deployment.url, "blob:", "data:"))]
+        assert not outside, outside[:5]
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
