@@ -19,6 +19,7 @@ from cpms_hub.settings import CpmsSettings
 from cpms_hub.state import open_state
 
 from .app import create_app
+from .mailer import Mailer
 
 
 def main() -> None:
@@ -37,6 +38,8 @@ def main() -> None:
     app = create_app(state, hub_auth, service_prefix=prefix, hub_api=hub_api)
     # the ontologies load in about a second; do it now so the first keystroke is fast
     threading.Thread(target=vocab.warm_up, name="cpms-vocab-warm-up", daemon=True).start()
+    # notification e-mails and deadline reminders, off the request path
+    Mailer(state.review, settings).start()
     uvicorn.run(
         app,
         host="127.0.0.1",

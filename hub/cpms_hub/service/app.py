@@ -32,6 +32,7 @@ from cpms_hub.domain import (
     CaseFile,
     ConsentScope,
     ConsentState,
+    NotFoundError,
     Role,
     ValidationError,
 )
@@ -451,7 +452,13 @@ def create_app(
             authorize=policy(actor, Action.CASE_EXPORT),
             ctx=ctx_of(request, actor),
         )
-        bundle = fhir_bundle(case, case.content or CaseContent(), consents, files)
+        try:
+            outcome, _ = state.review.outcome(
+                case_id, authorize=policy(actor, Action.OUTCOME_READ), ctx=ctx_of(request, actor)
+            )
+        except NotFoundError:
+            outcome = None
+        bundle = fhir_bundle(case, case.content or CaseContent(), consents, files, outcome=outcome)
         return JSONResponse(bundle, media_type="application/fhir+json", headers=_PRIVATE)
 
     @router.get("/cases/{case_id}/export/phenopacket", tags=["exports"])
@@ -524,6 +531,9 @@ def create_app(
     from .slide_routes import slide_router
 
     app.include_router(slide_router(api_root, state))
+    from .review_routes import review_router
+
+    app.include_router(review_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name
