@@ -255,7 +255,9 @@ class CoordinatorDashboard(Viewer):
             self._selected_view,
             pn.Row(
                 pn.widgets.TextInput.from_param(
-                    self.param.expert_query, name="Expertise, name or hospital"
+                    self.param.expert_query,
+                    name="Expertise, name or hospital",
+                    placeholder="Expertise, name or hospital",
                 ),
                 pn.widgets.TextInput.from_param(
                     self.param.expert_network, name="Network ('' = all, for guests)"

@@ -125,7 +125,10 @@ class MemberInbox(Viewer):
 
     def __panel__(self):  # noqa: ANN204
         reason = pn.widgets.TextInput.from_param(
-            self.param.decline_reason, name="Reason for declining", width=400
+            self.param.decline_reason,
+            name="Reason for declining",
+            placeholder="Reason for declining",
+            width=400,
         )
         refresh = pn.widgets.Button(name="Refresh", width=90)
         refresh.on_click(lambda _e: self.refresh())

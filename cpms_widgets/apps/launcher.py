@@ -83,9 +83,8 @@ def panel_argv(env: Mapping[str, str]) -> list[str]:
         f"/{prefix}/",
         "--oauth-expiry-days",
         "1",
-        # store calls block: let several sessions' callbacks run at once
-        "--num-threads",
-        "8",
+        # no --num-threads: with a thread pool, a text box's change and the click on the
+        # button after it can be handled out of order (the click would see the old text)
         # GET <prefix>/liveness: the deployment waits for it before it is ready
         "--liveness",
         "--check-unused-sessions",

@@ -444,7 +444,11 @@ class ReviewWorkspace(Viewer):
             self.param.mentions, options=members, name="Mention"
         )
         text = pn.widgets.TextAreaInput.from_param(
-            self.param.message_text, name="Message", height=100, sizing_mode="stretch_width"
+            self.param.message_text,
+            name="Message",
+            placeholder="Message to the panel (@name mentions)",
+            height=100,
+            sizing_mode="stretch_width",
         )
         post = pn.widgets.Button(name="Post", button_type="primary", width=100)
         post.on_click(lambda _e: self.post_message())
@@ -460,7 +464,7 @@ class ReviewWorkspace(Viewer):
             items.append(pn.pane.Markdown(md, sizing_mode="stretch_width"))
             if r.answer is None and self.is_owner:
                 box = pn.widgets.TextAreaInput(
-                    name="Answer", height=80, sizing_mode="stretch_width"
+                    name="Answer", placeholder="Answer", height=80, sizing_mode="stretch_width"
                 )
                 btn = pn.widgets.Button(name="Send answer", button_type="primary", width=120)
                 btn.on_click(lambda _e, rid=r.id, b=box: self.answer_information(rid, b.value))
@@ -469,7 +473,10 @@ class ReviewWorkspace(Viewer):
             items.append(pn.pane.Markdown("No requests for information."))
         if self.my_role is not None:
             ask = pn.widgets.TextAreaInput.from_param(
-                self.param.question, name="Ask the case owner", height=80
+                self.param.question,
+                name="Ask the case owner",
+                placeholder="Question to the case owner",
+                height=80,
             )
             send = pn.widgets.Button(name="Request information", width=180)
             send.on_click(lambda _e: self.request_information())
@@ -560,10 +567,16 @@ class ReviewWorkspace(Viewer):
             items += [
                 pn.pane.Markdown("#### Sign"),
                 pn.widgets.PasswordInput.from_param(
-                    self.param.totp, name="Authenticator code", width=200
+                    self.param.totp,
+                    name="Authenticator code",
+                    placeholder="Authenticator code",
+                    width=200,
                 ),
                 pn.widgets.TextInput.from_param(
-                    self.param.dissent_reason, name="Reason (to dissent)", width=400
+                    self.param.dissent_reason,
+                    name="Reason (to dissent)",
+                    placeholder="Reason (to dissent)",
+                    width=400,
                 ),
             ]
             endorse = pn.widgets.Button(name="Endorse", button_type="success", width=120)
@@ -586,20 +599,33 @@ class ReviewWorkspace(Viewer):
     def _draft_form(self, o: dict | None):  # noqa: ANN202
         o = o or {}
         code = pn.widgets.TextInput(
-            name="Diagnosis (ORPHA code)", value=o.get("diagnosis_code", "")
+            name="Diagnosis (ORPHA code)",
+            placeholder="ORPHA:558",
+            value=o.get("diagnosis_code", ""),
         )
-        label = pn.widgets.TextInput(name="Diagnosis label", value=o.get("diagnosis_label", ""))
+        label = pn.widgets.TextInput(
+            name="Diagnosis label",
+            placeholder="Diagnosis label",
+            value=o.get("diagnosis_label", ""),
+        )
         inv = pn.widgets.TextAreaInput(
             name="Recommended investigations (one a line)",
+            placeholder="Recommended investigations (one a line)",
             value="\n".join(o.get("investigations", [])),
             height=80,
         )
         plan = pn.widgets.TextAreaInput(
-            name="Treatment plan", value=o.get("treatment_plan", ""), height=80
+            name="Treatment plan",
+            placeholder="Treatment plan",
+            value=o.get("treatment_plan", ""),
+            height=80,
         )
         follow = pn.widgets.DatePicker(
             name="Follow-up",
-            value=date.fromisoformat(o["follow_up"]) if o.get("follow_up") else None,
+            # six months ahead unless the lead says otherwise
+            value=date.fromisoformat(o["follow_up"])
+            if o.get("follow_up")
+            else date.today() + timedelta(days=182),
         )
         summary = pn.widgets.TextAreaInput(name="Summary", value=o.get("summary", ""), height=80)
         btn = pn.widgets.Button(name="Draft outcome", button_type="primary", width=160)
@@ -636,6 +662,7 @@ class ReviewWorkspace(Viewer):
         editor = pn.widgets.TextAreaInput.from_param(
             self.param.contribution_text,
             name="My opinion",
+            placeholder="My opinion on the case",
             height=160,
             sizing_mode="stretch_width",
             disabled=not self.contribution_editable,
