@@ -578,3 +578,11 @@ def test_monitor_and_activity_reports(world: World) -> None:
     activity = review.activity(network="ERN-A", ctx=world.ctx("coord"))
     assert activity["by_network"] == [{"network": "ERN-A", "submitted": 1, "open": 1, "closed": 0}]
     assert activity["contributions_per_panel"][0]["contributions"] == 1
+
+
+def test_erasing_a_case_removes_its_review_content(world: World) -> None:
+    _seal(world)
+    world.state.cases.erase_case(world.case_id, ctx=world.ctx("admin"))
+    with session_scope(world.state.sessions, write=False) as s:
+        for table in (ContributionRow, MessageRow, OutcomeRow, PanelMemberRow):
+            assert s.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
