@@ -29,7 +29,7 @@ Coordination (coordinators of the case's network; ``custom:cpms:panels``)
 * ``GET /cases/{case_id}/panel`` - the ``Panel`` (panel members, the case's clinicians,
   the network's coordinators).
 * ``POST /cases/{case_id}/panel/{action}`` with ``action`` one of ``start-discussion``
-  (coordinator or lead), ``close``, ``reopen`` (coordinator) - the ``Panel``; 409 with
+  (coordinator or a panel member), ``close``, ``reopen`` (coordinator) - the ``Panel``; 409 with
   the reason when the lifecycle forbids it.
 * ``GET /reports/monitor`` - ``{open: [PanelSummary], overdue: [...], few_contributions:
   [...]}`` for the coordinator's network (``few_contributions``: open panels that would
