@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -586,3 +587,52 @@ def test_erasing_a_case_removes_its_review_content(world: World) -> None:
     with session_scope(world.state.sessions, write=False) as s:
         for table in (ContributionRow, MessageRow, OutcomeRow, PanelMemberRow):
             assert s.scalar(select(func.count()).select_from(table)) == 0, table.__tablename__
+
+
+def test_no_review_text_reaches_the_database_files_in_clear(world: World) -> None:
+    """Opinions, messages, questions, answers, minutes and the outcome: ciphertext only."""
+    if world.state.engine.dialect.name != "sqlite":
+        pytest.skip("the raw-file scan of PostgreSQL is in test_plaintext_scan")
+    marker = "ZEBRA-7Q"
+    review = world.state.review
+    discussing(world)
+    review.put_contribution(
+        world.case_id, f"{marker} opinion", **world.as_("lead", Action.REVIEW_WRITE)
+    )
+    review.post_message(
+        world.case_id, f"{marker} message", **world.as_("lead", Action.REVIEW_WRITE)
+    )
+    req = review.request_information(
+        world.case_id, f"{marker} q", **world.as_("lead", Action.REVIEW_WRITE)
+    )
+    review.answer_information(
+        world.case_id, req.id, f"{marker} a", **world.as_("owner", Action.INFO_ANSWER)
+    )
+    m = review.schedule_meeting(
+        world.case_id,
+        title=f"{marker} meeting",
+        starts_at=datetime.now(UTC) + timedelta(days=1),
+        duration_minutes=30,
+        **world.as_("lead", Action.REVIEW_WRITE),
+    )
+    review.record_meeting(
+        world.case_id,
+        m.id,
+        attended=["lead"],
+        minutes=f"{marker} minutes",
+        **world.as_("lead", Action.REVIEW_WRITE),
+    )
+    draft = OutcomeDraft(
+        "ORPHA:558", f"{marker} label", (f"{marker} test",), f"{marker} plan", date(2027, 1, 1)
+    )
+    review.draft_outcome(world.case_id, draft, **world.as_("lead", Action.REVIEW_WRITE))
+    review.endorse(
+        world.case_id,
+        decision=EndorsementDecision.DISSENT,
+        reason=f"{marker} why",
+        **world.as_("expert", Action.REVIEW_WRITE),
+    )
+    db_file = world.state.engine.url.database
+    raw = b"".join(Path(p).read_bytes() for p in (db_file, f"{db_file}-wal") if Path(p).exists())
+    assert b"expert@example.org" in raw  # the scan sees clear columns
+    assert marker.encode() not in raw and b"ORPHA:558" not in raw
