@@ -45,7 +45,10 @@ class ReviewHome(Viewer):
 
         case_id = arg("case")
         view = "case" if case_id else ("coordinator" if arg("view") == "coordinator" else "inbox")
-        return cls(session_client(), user=session_user(), view=view, case_id=case_id)
+        client = session_client()
+        # the session's connections to the store end with the browser session
+        pn.state.on_session_destroyed(lambda _ctx: client.close())
+        return cls(client, user=session_user(), view=view, case_id=case_id)
 
     @property
     def roles(self) -> set[str]:
