@@ -8,6 +8,7 @@ and write of review content is audited; review texts are stored only encrypted.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -636,3 +637,30 @@ def test_no_review_text_reaches_the_database_files_in_clear(world: World) -> Non
     raw = b"".join(Path(p).read_bytes() for p in (db_file, f"{db_file}-wal") if Path(p).exists())
     assert b"expert@example.org" in raw  # the scan sees clear columns
     assert marker.encode() not in raw
+
+
+def test_two_last_signatures_at_once_still_seal_the_outcome(world: World) -> None:
+    drafted(world)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def sign(name: str) -> None:
+        barrier.wait()
+        try:
+            world.state.review.endorse(
+                world.case_id,
+                decision=EndorsementDecision.ENDORSE,
+                reason="",
+                **world.as_(name, Action.REVIEW_WRITE),
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign, args=(n,)) for n in ("lead", "expert")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert world.status() is CaseStatus.OUTCOME_SIGNED
+    assert world.state.review.verify_outcome(world.case_id, ctx=world.ctx("admin")) == []

@@ -227,7 +227,14 @@ class ReviewStore:
         action: str,
         step: LifecycleAction | None = None,
     ) -> tuple[CaseRow, CaseRef]:
-        """The case, once the caller is authorised (403) and the step is legal (409)."""
+        """The case, once the caller is authorised (403) and the step is legal (409).
+
+        A step locks the case's row first (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite
+        serialises writers anyway), so two steps on one case never interleave: two last
+        signatures arriving together still seal the outcome, two redrafts get two versions.
+        """
+        if step is not None and _is_uuid(case_id):
+            s.execute(select(CaseRow.id).where(CaseRow.id == case_id).with_for_update())
         row = self.cases._row(s, case_id)
         ref = self.cases._check(s, row, authorize, ctx, action)
         if step is not None:
@@ -389,8 +396,9 @@ class ReviewStore:
         if len(leads) != 1:
             raise ValidationError("members", "exactly one member must be the lead")
         with session_scope(self.sessions) as s:
-            row, ref = self._open(s, case_id, authorize, ctx, "panel.assemble")
-            transition(ref.status, LifecycleAction.ASSEMBLE)
+            row, ref = self._open(
+                s, case_id, authorize, ctx, "panel.assemble", LifecycleAction.ASSEMBLE
+            )
             problems = []
             accounts = {
                 a.name: a for a in s.scalars(select(AccountRow).where(AccountRow.name.in_(users)))
