@@ -211,6 +211,19 @@ def test_an_expired_invitation_cannot_be_accepted(world: World) -> None:
         world.accept("expert")
     assert "expired" in err.value.reasons[0]
     assert world.state.review.invitations("expert")[0].status is InvitationStatus.EXPIRED
+    with pytest.raises(PermissionDeniedError):
+        world.state.cases.read_case(world.case_id, **world.as_("expert", Action.CASE_READ))
+
+
+def test_the_sweep_expires_unanswered_invitations_and_access(world: World) -> None:
+    world.assemble()
+    world.accept("lead")
+    later = datetime.now(UTC) + timedelta(days=8)
+    assert world.state.review.expire_invitations(now=later) == 1  # expert's, not lead's
+    assert world.state.review.expire_invitations(now=later) == 0
+    with pytest.raises(PermissionDeniedError):
+        world.state.cases.read_case(world.case_id, **world.as_("expert", Action.CASE_READ))
+    world.state.cases.read_case(world.case_id, **world.as_("lead", Action.CASE_READ))
 
 
 # -- contributions and discussion ---------------------------------------------------

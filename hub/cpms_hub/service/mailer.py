@@ -4,7 +4,8 @@ The store writes e-mails into ``mail_outbox`` in the same transaction as the
 change they announce (:mod:`cpms_hub.store.review`); this thread delivers them
 through the configured SMTP server (``CPMS_SMTP_*``) with a timeout, so no
 request ever waits on mail, and a failed delivery is retried later with a
-growing delay. On the same beat it sends deadline reminders. Logs name the
+growing delay. On the same beat it sends deadline reminders and expires
+unanswered invitations (the invitee then loses access to the case). Logs name the
 outbox entry and the error class only: never an address, never a body.
 """
 
@@ -46,6 +47,7 @@ class Mailer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self.review.expire_invitations()
                 self.review.remind_deadlines()
                 self.send_pending()
             except Exception:  # noqa: BLE001 - the sender must outlive any one failure

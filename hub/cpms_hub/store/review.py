@@ -318,11 +318,12 @@ class ReviewStore:
             )
         )
 
-    def _expire(self, rows: Iterable[PanelMemberRow]) -> None:
-        now = _now()
-        for m in rows:
-            if m.status == InvitationStatus.INVITED and _utc(m.expires_at) < now:
-                m.status = InvitationStatus.EXPIRED.value
+    @staticmethod
+    def _drop_access(row: CaseRow, user: str) -> None:
+        """``user`` stops being a panel member of the case (so stops reading it)."""
+        for cm in list(row.members):
+            if cm.user == user and cm.role == MemberRole.PANEL_MEMBER:
+                row.members.remove(cm)
 
     def _panel(self, s: Session, row: CaseRow, *, with_reasons: bool) -> Panel:
         prow = s.get(PanelRow, row.id)
@@ -466,9 +467,7 @@ class ReviewStore:
             # people left off the panel lose their access to the case
             for user, m in existing.items():
                 s.delete(m)
-                for cm in list(row.members):
-                    if cm.user == user and cm.role == MemberRole.PANEL_MEMBER:
-                        row.members.remove(cm)
+                self._drop_access(row, user)
             self._move(row, LifecycleAction.ASSEMBLE)
             self._notify(s, invited, NotificationKind.INVITATION, case_id)
             self.cases._allowed(
@@ -542,6 +541,7 @@ class ReviewStore:
             now = _now()
             if _utc(m.expires_at) < now:
                 m.status = InvitationStatus.EXPIRED.value
+                self._drop_access(row, m.user)
                 s.commit()
                 raise ConflictError(
                     "invitation expired",
@@ -556,9 +556,7 @@ class ReviewStore:
                 m.reason_enc = self._enc(s, case_id, reason, "panel_members", m.user, "reason")
             if not accept:
                 # declining gives up access to the case
-                for cm in list(row.members):
-                    if cm.user == ctx.actor and cm.role == MemberRole.PANEL_MEMBER:
-                        row.members.remove(cm)
+                self._drop_access(row, ctx.actor)
             self.cases._allowed(s, ctx, action, case_id)
             prow = s.get(PanelRow, case_id)
             return self._invitation(m, row, prow)
@@ -1382,6 +1380,29 @@ class ReviewStore:
             if r.read_at is None:
                 r.read_at = _now()
             return self._notification(r)
+
+    def expire_invitations(self, *, now: datetime | None = None) -> int:
+        """Mark unanswered invitations past their date expired; the invitee loses access."""
+        now = now or _now()
+        with session_scope(self.sessions) as s:
+            rows = s.scalars(
+                select(PanelMemberRow).where(
+                    PanelMemberRow.status == InvitationStatus.INVITED.value,
+                    PanelMemberRow.expires_at < now,
+                )
+            ).all()
+            for m in rows:
+                m.status = InvitationStatus.EXPIRED.value
+                self._drop_access(self.cases._row(s, m.case_id), m.user)
+                self.audit.append(
+                    s,
+                    actor="cpms-store",
+                    action="invitation.expire",
+                    outcome=AuditOutcome.ALLOWED,
+                    case_id=m.case_id,
+                    detail=f"user={m.user}",
+                )
+            return len(rows)
 
     def remind_deadlines(self, *, now: datetime | None = None) -> int:
         """Notify the members of open panels whose deadline is near or past (once each)."""
