@@ -23,6 +23,7 @@ hundreds of messages stays quick to open.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -100,6 +101,7 @@ class ReviewWorkspace(Viewer):
     messages = param.List(default=[], item_type=Message)
     requests = param.List(default=[], item_type=InformationRequest)
     meetings = param.List(default=[], item_type=Meeting)
+    loading = param.Boolean(default=True, doc="Still fetching the case from the store")
     outcome = param.Dict(
         default=None, allow_None=True, doc="GET /outcome as sent (sha256, pending)"
     )
@@ -120,30 +122,101 @@ class ReviewWorkspace(Viewer):
         super().__init__(**params)
         self.client = client
         self.status = StatusLine()
-        if load:
+        if not load:
+            return
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # served: show the page first, then fetch without holding up the other
+            # sessions of this (single-threaded) server
+            pn.state.onload(self._load_served)
+        else:
             self.refresh()
 
     # -- reading -------------------------------------------------------------------
 
+    async def _load_served(self) -> None:
+        cid = self.case_id
+        parts = (
+            self.client.get_panel,
+            self.client.consents,
+            self.client.list_files,
+            self.client.list_slides,
+            self.client.contributions,
+            self.client.messages,
+            self.client.information_requests,
+            self.client.meetings,
+            self.client.outcome_json,
+        )
+        try:
+            # the calls block (a sync client): each in a worker thread, all at once
+            case, *got = await asyncio.gather(
+                asyncio.to_thread(self.client.get_case, cid),
+                *(asyncio.to_thread(self._optional, fn, cid) for fn in parts),
+            )
+        except CpmsError as exc:
+            self.status.fail("; ".join(exc.reasons) or str(exc))
+            self.loading = False
+            return
+        self._apply(case, *got)
+
+    def _apply(
+        self,
+        case,  # noqa: ANN001
+        panel,  # noqa: ANN001
+        consent,  # noqa: ANN001
+        files,  # noqa: ANN001
+        slides,  # noqa: ANN001
+        contributions,  # noqa: ANN001
+        messages,  # noqa: ANN001
+        requests,  # noqa: ANN001
+        meetings,  # noqa: ANN001
+        outcome,  # noqa: ANN001
+    ) -> None:
+        mine = next((c for c in contributions or [] if c.author == self.user), None)
+        self.param.update(
+            case=case,
+            panel=panel,
+            consent=consent or {},
+            files=files or [],
+            slides=slides or [],
+            contributions=contributions or [],
+            messages=messages or [],
+            requests=requests or [],
+            meetings=meetings or [],
+            outcome=outcome,
+            loading=False,
+            **(
+                {"contribution_text": mine.body}
+                if mine is not None and not self.contribution_text
+                else {}
+            ),
+        )
+
     def refresh(self) -> None:
         self.status.run("", self._load)
         self.status.message = ""
+        self.loading = False
 
     def _load(self) -> bool:
         cid = self.case_id
-        self.case = self.client.get_case(cid)
-        self.panel = self._optional(self.client.get_panel, cid)
-        self.consent = self._optional(self.client.consents, cid) or {}
-        self.files = self._optional(self.client.list_files, cid) or []
-        self.slides = self._optional(self.client.list_slides, cid) or []
-        self.contributions = self._optional(self.client.contributions, cid) or []
-        self.messages = self._optional(self.client.messages, cid) or []
-        self.requests = self._optional(self.client.information_requests, cid) or []
-        self.meetings = self._optional(self.client.meetings, cid) or []
-        self.outcome = self._optional(self.client.outcome_json, cid)
-        mine = next((c for c in self.contributions if c.author == self.user), None)
-        if mine is not None and not self.contribution_text:
-            self.contribution_text = mine.body
+        c = self.client
+        self._apply(
+            c.get_case(cid),
+            *(
+                self._optional(fn, cid)
+                for fn in (
+                    c.get_panel,
+                    c.consents,
+                    c.list_files,
+                    c.list_slides,
+                    c.contributions,
+                    c.messages,
+                    c.information_requests,
+                    c.meetings,
+                    c.outcome_json,
+                )
+            ),
+        )
         return True
 
     @staticmethod
@@ -332,6 +405,11 @@ class ReviewWorkspace(Viewer):
             self._reload_case()
         return done is not None
 
+    def _outcome_pdf(self):  # noqa: ANN202 - a file-like for FileDownload
+        import io
+
+        return io.BytesIO(self.status.run("", self.client.outcome_pdf, self.case_id) or b"")
+
     def _reload(self, name: str, fn) -> None:  # noqa: ANN001
         value = self._optional(fn, self.case_id)
         setattr(self, name, value or [])
@@ -342,11 +420,13 @@ class ReviewWorkspace(Viewer):
 
     # -- views ---------------------------------------------------------------------
 
-    @param.depends("case", "consent", "files")
+    @param.depends("case", "consent", "files", "loading")
     def _summary_view(self):  # noqa: ANN202
         c = self.case
         if c is None:
-            return pn.pane.Markdown("The case could not be opened.")
+            return pn.pane.Markdown(
+                "Loading the case…" if self.loading else "The case could not be opened."
+            )
         lines = [f"## {_md_escape(c.title)}", f"*{c.status.value}* · {c.hospital} · {c.network}"]
         if c.clinical_summary:
             lines += ["", _md_escape(c.clinical_summary)]
@@ -558,6 +638,14 @@ class ReviewWorkspace(Viewer):
                         else ""
                     ),
                     sizing_mode="stretch_width",
+                )
+            )
+            items.append(
+                pn.widgets.FileDownload(
+                    callback=self._outcome_pdf,
+                    filename="cpms-outcome.pdf",
+                    label="Download the report (PDF)",
+                    width=240,
                 )
             )
         else:

@@ -236,6 +236,11 @@ def test_lead_drafts_and_both_sign_with_step_up(deployment, clients, case):
     assert member.case.status is CaseStatus.OUTCOME_SIGNED
     _render(member)
 
+    # the case owner reads it in their workspace and downloads the report
+    owner = ReviewWorkspace(clients["clin-a"], case_id=case.id, user="clin-a")
+    assert owner.outcome["signed"] and owner.outcome["diagnosis_code"] == "ORPHA:33069"
+    assert owner._outcome_pdf().read().startswith(b"%PDF-")
+
 
 def test_coordinator_monitors_reports_and_closes(clients, case):
     from cpms_widgets.apps import CoordinatorDashboard
