@@ -42,6 +42,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/store_api.py
+	$(PY) benchmarks/review.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules

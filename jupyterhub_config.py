@@ -76,6 +76,6 @@ c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
 c.Spawner.environment = {
     # straight to the service on loopback: user code never sees a key, a DB URL or a path
-    "CPMS_STORE_URL": f"http://127.0.0.1:{settings.store_port}/services/{hubconfig.STORE_SERVICE}/api/v1",
+    "CPMS_STORE_URL": hubconfig.store_url(settings),
 }
 configure_isolation(c, settings)

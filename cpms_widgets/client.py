@@ -47,6 +47,7 @@ from cpms_hub.domain import (
 )
 from cpms_hub.domain.codec import consent_from_json, content_from_json, content_to_json
 
+from .review_client import ReviewClientMixin
 from .uploads import upload_file
 
 #: seconds an import may take (de-identification of every instance happens in the request)
@@ -136,8 +137,8 @@ def _account(d: dict[str, Any]) -> Account:
     )
 
 
-class CaseStoreClient:
-    """Typed access to the case store as one user."""
+class CaseStoreClient(ReviewClientMixin):
+    """Typed access to the case store as one user (panel review: :mod:`.review_client`)."""
 
     def __init__(self, store_url: str, token: str, *, timeout: float = 30.0) -> None:
         self.store_url = store_url.rstrip("/")

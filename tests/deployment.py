@@ -2,8 +2,9 @@
 
 :class:`Deployment` initialises a state folder, creates accounts through the
 store's own code, starts ``jupyterhub -f jupyterhub_config.py`` (which starts
-configurable-http-proxy and the ``cpms-store`` service) on free loopback
-ports, and stops everything by PID: the hub first (it stops the proxy, the
+configurable-http-proxy and the ``cpms-store`` and ``cpms-review`` services)
+on free loopback ports, waits until the login page, the store and the review
+apps answer through the proxy, and stops everything by PID: the hub first (it stops the proxy, the
 service and the user servers), then any process it left behind, found from
 the PIDs recorded while it ran. Nothing is ever killed by name.
 """
@@ -71,6 +72,7 @@ class Deployment:
             "CPMS_PROXY_API_PORT": str(free_port()),
             "CPMS_HUB_PORT": str(free_port()),
             "CPMS_STORE_PORT": str(free_port()),
+            "CPMS_REVIEW_PORT": str(free_port()),
             "CPMS_AUTH_REFRESH_SECONDS": "5",
             # known to the tests, so they can put an app of their own behind the proxy
             "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
@@ -91,6 +93,11 @@ class Deployment:
     @property
     def api(self) -> str:
         return f"{self.url}/services/cpms-store/api/v1"
+
+    @property
+    def review_url(self) -> str:
+        """The Panel review apps (``cpms-review``) through the proxy."""
+        return f"{self.url}/services/cpms-review/"
 
     @property
     def direct_api(self) -> str:
@@ -192,7 +199,18 @@ class Deployment:
 
     # -- processes -------------------------------------------------------------
 
-    def start(self, timeout: float = 90) -> None:
+    def _ready(self) -> bool:
+        """The hub's login page, the store and the review apps all answer (the hub starts
+        its managed services one after another, so the second comes up a few seconds
+        after the first)."""
+        checks = (
+            f"{self.api}/health",
+            f"{self.url}/hub/login",
+            f"{self.review_url}liveness",
+        )
+        return all(httpx.get(url, timeout=2, trust_env=False).status_code == 200 for url in checks)
+
+    def start(self, timeout: float = 120) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -209,9 +227,7 @@ class Deployment:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                ok = httpx.get(f"{self.api}/health", timeout=2, trust_env=False)
-                hub = httpx.get(f"{self.url}/hub/login", timeout=2, trust_env=False)
-                if ok.status_code == 200 and hub.status_code == 200:
+                if self._ready():
                     self._record_children()
                     return
             except httpx.HTTPError:

@@ -94,9 +94,19 @@ def cmd_account(args: argparse.Namespace, settings: CpmsSettings) -> int:
             if args.verb == "request":
                 account = reg.request(req, password)
             else:
-                account = reg.create_active(req, password, by="cpms-admin")
+                account = reg.create_active(
+                    req, password, by="cpms-admin", expertise=_expertise(args.expertise)
+                )
                 _sync(settings, "groups", lambda h: h.set_groups(account.name, account.roles))
             print(f"{account.name}: {account.status.value}")
+        elif args.verb == "expertise":
+            account = reg.set_profile(
+                args.name,
+                by=args.by,
+                expertise=_expertise(args.set) if args.set is not None else None,
+                timezone=args.timezone,
+            )
+            print(f"{account.name}: {', '.join(account.expertise) or '-'} ({account.timezone})")
         elif args.verb == "sync":
             account = reg.get(args.name)
             if account.is_active:
@@ -203,6 +213,29 @@ def cmd_verify_audit(args: argparse.Namespace, settings: CpmsSettings) -> int:
     return 1
 
 
+def _expertise(text: str | None) -> list[str]:
+    """``"ORPHA:558, cardiology"`` -> ``["ORPHA:558", "cardiology"]``."""
+    return [e.strip() for e in (text or "").split(",") if e.strip()]
+
+
+def cmd_verify_outcome(args: argparse.Namespace, settings: CpmsSettings) -> int:
+    """Exit 0 when every signature verifies over the stored canonical outcome."""
+    state = open_state(settings)
+    try:
+        problems = state.review.verify_outcome(
+            args.case_id, ctx=AuditContext(actor="cpms-admin", client="cli")
+        )
+    finally:
+        state.close()
+    if not problems:
+        print(f"outcome of case {args.case_id}: every signature verifies")
+        return 0
+    print(f"outcome of case {args.case_id} does NOT verify:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
 def cmd_erase(args: argparse.Namespace, settings: CpmsSettings) -> int:
     state = open_state(settings)
     try:
@@ -261,10 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--network", required=True)
         a.add_argument("--roles", required=True, help="comma-separated: " + ", ".join(Role))
         a.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        a.add_argument(
+            "--expertise", default="", help="comma-separated: ORPHA codes, specialties"
+        )
     for verb in ("approve", "reject", "disable", "enable", "reset-mfa"):
         a = acc_sub.add_parser(verb, help=f"{verb} an account")
         a.add_argument("name")
         a.add_argument("--by", default="cpms-admin", help="who decides (for the audit trail)")
+    ex = acc_sub.add_parser("expertise", help="set what an account is expert in, its time zone")
+    ex.add_argument("name")
+    ex.add_argument("--set", default=None, help="comma-separated: ORPHA codes, specialties")
+    ex.add_argument("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris")
+    ex.add_argument("--by", default="cpms-admin")
     sy = acc_sub.add_parser("sync", help="make the running hub's groups match the account")
     sy.add_argument("name")
     lst = acc_sub.add_parser("list", help="list accounts")
@@ -287,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify-audit", help="check the audit hash chain").set_defaults(
         fn=cmd_verify_audit
     )
+    vo = sub.add_parser(
+        "verify-outcome", help="check every signature of a case's outcome (exit 1 if one fails)"
+    )
+    vo.add_argument("case_id")
+    vo.set_defaults(fn=cmd_verify_outcome)
+
     e = sub.add_parser("erase-case", help="crypto-shred a case (GDPR Art. 17)")
     e.add_argument("case_id")
     e.add_argument("--by", default="cpms-admin")

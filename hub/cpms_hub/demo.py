@@ -4,11 +4,17 @@ Every account of the design's table of users is created active, with a
 password printed at start-up and a TOTP seed already enrolled, so that
 ``cpms-admin totp NAME`` shows the code to type. The cases are invented:
 no real patient is described. Seeding is idempotent.
+
+Panel review: the experts have expertise (ORPHA codes, specialties) and time
+zones for the coordinator's search; the ataxia case has a panel in discussion
+(prof-rossi leads, dr-schmidt and the guest prof-silva from another network have
+accepted; two opinions, a thread, an open request for information to the owner),
+the skeletal dysplasia case waits for the coordinator to assemble its panel.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pyotp
 
@@ -17,11 +23,12 @@ from cpms_hub.domain import (
     CaseDraft,
     CaseStatus,
     ConsentScope,
-    MemberRole,
     NotFoundError,
     Role,
+    Urgency,
 )
 from cpms_hub.domain.codec import content_from_json
+from cpms_hub.domain.review import PanelMemberSpec, PanelRole
 from cpms_hub.policy import Decision
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext
@@ -29,6 +36,14 @@ from cpms_hub.store import AuditContext
 __all__ = ["DEMO_ACCOUNTS", "demo_password", "seed"]
 
 NETWORK = "ERN-ITHACA"
+#: the network of the demo's guest expert
+OTHER_NETWORK = "ERN-RND"
+#: expertise and time zone of the demo's experts
+DEMO_EXPERTISE: dict[str, tuple[tuple[str, ...], str]] = {
+    "prof-rossi": (("ORPHA:100", "neurogenetics", "ataxias"), "Europe/Rome"),
+    "dr-schmidt": (("ORPHA:100", "immunology"), "Europe/Berlin"),
+    "prof-silva": (("ORPHA:100", "cancer predisposition"), "Europe/Lisbon"),
+}
 
 #: name, full name, hospital, network, roles, what they stand for
 DEMO_ACCOUNTS: tuple[tuple[str, str, str, str, tuple[Role, ...], str], ...] = (
@@ -55,6 +70,22 @@ DEMO_ACCOUNTS: tuple[tuple[str, str, str, str, tuple[Role, ...], str], ...] = (
         NETWORK,
         (Role.PANEL_MEMBER,),
         "panel member (expert)",
+    ),
+    (
+        "dr-schmidt",
+        "Lena Schmidt",
+        "Charité Berlin",
+        NETWORK,
+        (Role.PANEL_MEMBER,),
+        "panel member (expert)",
+    ),
+    (
+        "prof-silva",
+        "Rui Silva",
+        "Hospital de Santa Maria Lisboa",
+        OTHER_NETWORK,
+        (Role.PANEL_MEMBER,),
+        "guest expert from another network",
     ),
     (
         "coord-jansen",
@@ -173,8 +204,14 @@ def seed(state: State, *, quiet: bool = True) -> None:
         except NotFoundError:
             pass
         req = AccountRequest(name, f"{name}@example.org", full, hospital, network, frozenset(roles))
+        expertise, timezone = DEMO_EXPERTISE.get(name, ((), "UTC"))
         reg.create_active(
-            req, demo_password(name), by="cpms-admin", totp_secret=pyotp.random_base32()
+            req,
+            demo_password(name),
+            by="cpms-admin",
+            totp_secret=pyotp.random_base32(),
+            expertise=expertise,
+            timezone=timezone,
         )
         created.append(name)
     ctx = AuditContext(actor="cpms-admin", client="demo-seed")
@@ -213,9 +250,67 @@ def seed(state: State, *, quiet: bool = True) -> None:
                     ctx=ctx,
                 )
                 state.cases.set_status(case.id, status, ctx=ctx)
-                state.cases.add_member(case.id, "prof-rossi", MemberRole.PANEL_MEMBER, ctx=ctx)
+            if pseudonym == "ITH-0001":
+                _panel_in_discussion(state, case.id)
     if not quiet:
         print(banner())
+
+
+def _as(name: str) -> AuditContext:
+    return AuditContext(actor=name, client="demo-seed")
+
+
+def _panel_in_discussion(state: State, case_id: str) -> None:
+    """A panel of three that has started discussing (the seed acts as each person)."""
+    review = state.review
+    review.assemble(
+        case_id,
+        [
+            PanelMemberSpec("prof-rossi", PanelRole.LEAD),
+            PanelMemberSpec("dr-schmidt", PanelRole.MEMBER),
+            PanelMemberSpec("prof-silva", PanelRole.GUEST),
+        ],
+        urgency=Urgency.ROUTINE,
+        deadline=(datetime.now(UTC) + timedelta(days=21)).date(),
+        authorize=_allow,
+        ctx=_as("coord-jansen"),
+    )
+    for name in ("prof-rossi", "dr-schmidt", "prof-silva"):
+        review.respond(case_id, accept=True, reason="", authorize=_allow, ctx=_as(name))
+    review.put_contribution(
+        case_id,
+        "Clinical picture and raised AFP fit ataxia-telangiectasia; the ATM splice variant "
+        "is likely causal. I would confirm with ATM protein studies.",
+        authorize=_allow,
+        ctx=_as("prof-rossi"),
+    )
+    review.put_contribution(
+        case_id,
+        "Agree. Immunoglobulins and lymphocyte subsets are needed before advising on "
+        "infection prophylaxis.",
+        authorize=_allow,
+        ctx=_as("dr-schmidt"),
+    )
+    first = review.post_message(
+        case_id,
+        "Do we recommend MRI-only cancer surveillance?",
+        mentions=["prof-silva"],
+        authorize=_allow,
+        ctx=_as("prof-rossi"),
+    )
+    review.post_message(
+        case_id,
+        "Yes: no ionising radiation; abdominal ultrasound and MRI.",
+        parent_id=first.id,
+        authorize=_allow,
+        ctx=_as("prof-silva"),
+    )
+    review.request_information(
+        case_id,
+        "Are immunoglobulin levels (IgA, IgG2) available?",
+        authorize=_allow,
+        ctx=_as("dr-schmidt"),
+    )
 
 
 def banner() -> str:

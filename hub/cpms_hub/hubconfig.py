@@ -3,7 +3,11 @@
 ``jupyterhub_config.py`` applies :func:`configure` to the hub's config; tests
 read the same tables to build their authorisation matrix. Each CPMS role is
 a JupyterHub group; each group is bound to a JupyterHub role that grants the
-``cpms-store`` access scope plus the role's custom scopes. A user's notebook
+``cpms-store`` access scope plus the role's custom scopes (clinicians, panel
+members and coordinators may also open the ``cpms-review`` Panel apps, which
+log them in through the hub's OAuth and call the store with that user's
+token: the apps' OAuth client may hand out the store's access scope and the
+custom scopes, never more than the user holds). A user's notebook
 token gets the subset of ``SERVER_TOKEN_SCOPES`` its owner holds, so code in a
 notebook can call the store as its user and nothing more. The helpdesk never
 gets ``access:servers`` (it would open other people's notebooks).
@@ -23,6 +27,11 @@ __all__ = [
     "STORE_SERVICE",
     "ADMIN_SERVICE",
     "STORE_ACCESS",
+    "REVIEW_SERVICE",
+    "REVIEW_ACCESS",
+    "REVIEW_SCOPES",
+    "review_service",
+    "store_url",
     "ROLE_SCOPES",
     "SERVER_TOKEN_SCOPES",
     "scopes_for",
@@ -33,6 +42,12 @@ __all__ = [
 STORE_SERVICE = "cpms-store"
 ADMIN_SERVICE = "cpms-admin"
 STORE_ACCESS = f"access:services!service={STORE_SERVICE}"
+REVIEW_SERVICE = "cpms-review"
+REVIEW_ACCESS = f"access:services!service={REVIEW_SERVICE}"
+#: what a token issued to the review apps may carry (the hub grants the user's subset)
+REVIEW_SCOPES: list[str] = [REVIEW_ACCESS, STORE_ACCESS, *SCOPE_DESCRIPTIONS]
+#: the roles that work in the review apps (case owners answer requests for information there)
+_REVIEW_ROLES = frozenset({Role.CLINICIAN, Role.PANEL_MEMBER, Role.COORDINATOR})
 
 ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     Role.CLINICIAN: (Scope.CASES_READ, Scope.CASES_WRITE),
@@ -67,7 +82,11 @@ def hub_roles() -> list[dict]:
         {
             "name": f"cpms-{role.value}",
             "description": f"CPMS {role.value}",
-            "scopes": [STORE_ACCESS, *scopes],
+            "scopes": [
+                STORE_ACCESS,
+                *scopes,
+                *([REVIEW_ACCESS] if role in _REVIEW_ROLES else []),
+            ],
             "groups": [role.value],
         }
         for role, scopes in ROLE_SCOPES.items()
@@ -97,6 +116,43 @@ def _store_environment(settings: CpmsSettings) -> dict[str, str]:
     return env
 
 
+def _review_environment(settings: CpmsSettings) -> dict[str, str]:
+    return {
+        "CPMS_REVIEW_PORT": str(settings.review_port),
+        "CPMS_REVIEW_ORIGINS": settings.review_origins,
+        # straight to the store on loopback, as user servers reach it
+        "CPMS_STORE_URL": store_url(settings),
+        "CPMS_REVIEW_SCOPES": ",".join(REVIEW_SCOPES),
+    }
+
+
+def store_url(settings: CpmsSettings) -> str:
+    """The store's API root on loopback (user servers and the review apps use it)."""
+    return f"http://127.0.0.1:{settings.store_port}/services/{STORE_SERVICE}/api/v1"
+
+
+def review_service(settings: CpmsSettings) -> dict:
+    """The ``cpms-review`` service: ``panel serve`` of the review apps, logged in by hub OAuth.
+
+    The hub gives a managed service its OAuth client id, API token (the client
+    secret) and API URL in ``JUPYTERHUB_*`` variables; the launcher
+    (``python -m cpms_widgets.apps``) turns them into Panel's generic OAuth
+    settings. Panel's generic provider does not send PKCE, so this works only
+    while the hub does not set ``oauth_require_pkce`` (JupyterHub 6+).
+    """
+    return {
+        "name": REVIEW_SERVICE,
+        "url": f"http://127.0.0.1:{settings.review_port}",
+        "command": [sys.executable, "-m", "cpms_widgets.apps"],
+        "environment": _review_environment(settings),
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": REVIEW_SCOPES,
+        # Panel's login handler is also its OAuth callback
+        "oauth_redirect_uri": f"/services/{REVIEW_SERVICE}/login",
+        "display": True,
+    }
+
+
 def configure(c, settings: CpmsSettings) -> None:  # noqa: ANN001 - a traitlets Config
     """Apply roles, scopes and services to the hub config ``c``."""
     c.JupyterHub.custom_scopes = {
@@ -116,6 +172,7 @@ def configure(c, settings: CpmsSettings) -> None:  # noqa: ANN001 - a traitlets 
             "oauth_client_allowed_scopes": [STORE_ACCESS, *SCOPE_DESCRIPTIONS],
             "display": False,
         },
+        review_service(settings),
         {
             "name": ADMIN_SERVICE,
             "api_token": admin_token_file.read_text().strip(),

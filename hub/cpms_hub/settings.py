@@ -94,6 +94,29 @@ class CpmsSettings(Configurable):
     def _store_port_default(self) -> int:
         return int(_env("CPMS_STORE_PORT", str(self.port + 82)))
 
+    review_port = Integer(
+        help="Port the cpms-review service (the Panel review apps) listens on (CPMS_REVIEW_PORT).",
+    ).tag(config=True)
+
+    @default("review_port")
+    def _review_port_default(self) -> int:
+        return int(_env("CPMS_REVIEW_PORT", str(self.port + 83)))
+
+    review_origins = Unicode(
+        help=(
+            "Comma-separated host:port values browsers use to reach the deployment, "
+            "allowed as websocket origins of the review apps (CPMS_REVIEW_ORIGINS); "
+            "default the public address."
+        ),
+    ).tag(config=True)
+
+    @default("review_origins")
+    def _review_origins_default(self) -> str:
+        hosts = [f"{self.ip}:{self.port}"]
+        if self.ip == "127.0.0.1":
+            hosts.append(f"localhost:{self.port}")
+        return _env("CPMS_REVIEW_ORIGINS", ",".join(hosts))
+
     proxy_api_port = Integer(help="Port of the proxy's REST API (CPMS_PROXY_API_PORT).").tag(
         config=True
     )
@@ -121,6 +144,72 @@ class CpmsSettings(Configurable):
     @default("max_body_bytes")
     def _max_body_default(self) -> int:
         return int(_env("CPMS_MAX_BODY_BYTES", str(256 * 1024)))
+
+    smtp_host = Unicode(
+        help=(
+            "SMTP server for notification e-mails (CPMS_SMTP_HOST); empty: no e-mail, "
+            "in-app notifications only. E-mails carry a link, never patient data."
+        ),
+    ).tag(config=True)
+
+    @default("smtp_host")
+    def _smtp_host_default(self) -> str:
+        return _env("CPMS_SMTP_HOST", "")
+
+    smtp_port = Integer(help="Port of the SMTP server (CPMS_SMTP_PORT).").tag(config=True)
+
+    @default("smtp_port")
+    def _smtp_port_default(self) -> int:
+        return int(_env("CPMS_SMTP_PORT", "25"))
+
+    smtp_sender = Unicode(help="From address of notification e-mails (CPMS_SMTP_SENDER).").tag(
+        config=True
+    )
+
+    @default("smtp_sender")
+    def _smtp_sender_default(self) -> str:
+        return _env("CPMS_SMTP_SENDER", "cpms@localhost")
+
+    smtp_starttls = Unicode(
+        help="'1' to require STARTTLS before sending (CPMS_SMTP_STARTTLS); default '0'.",
+    ).tag(config=True)
+
+    @default("smtp_starttls")
+    def _smtp_starttls_default(self) -> str:
+        return _env("CPMS_SMTP_STARTTLS", "0")
+
+    smtp_user = Unicode(help="SMTP login name, if the server wants one (CPMS_SMTP_USER).").tag(
+        config=True
+    )
+
+    @default("smtp_user")
+    def _smtp_user_default(self) -> str:
+        return _env("CPMS_SMTP_USER", "")
+
+    smtp_password_file = Unicode(
+        help="File holding the SMTP password (CPMS_SMTP_PASSWORD_FILE), mode 0600.",
+    ).tag(config=True)
+
+    @default("smtp_password_file")
+    def _smtp_password_file_default(self) -> str:
+        return _env("CPMS_SMTP_PASSWORD_FILE", "")
+
+    smtp_timeout = Integer(
+        help="Seconds the background sender waits on the SMTP server (CPMS_SMTP_TIMEOUT)."
+    ).tag(config=True)
+
+    @default("smtp_timeout")
+    def _smtp_timeout_default(self) -> int:
+        return int(_env("CPMS_SMTP_TIMEOUT", "10"))
+
+    mail_interval = Integer(
+        help="Seconds between the background sender's passes over the outbox "
+        "(CPMS_MAIL_INTERVAL); deadline reminders are checked on the same beat.",
+    ).tag(config=True)
+
+    @default("mail_interval")
+    def _mail_interval_default(self) -> int:
+        return int(_env("CPMS_MAIL_INTERVAL", "5"))
 
     @property
     def state_path(self) -> Path:

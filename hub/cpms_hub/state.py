@@ -62,6 +62,21 @@ class State:
             self._uploads = UploadStore(self.sessions, self.keys, self.cases.blobs, self.audit)
         return self._uploads
 
+    @property
+    def review(self):  # noqa: ANN201 - a ReviewStore
+        if not hasattr(self, "_review"):
+            from .store.review import ReviewStore
+
+            self._review = ReviewStore(
+                self.sessions,
+                self.keys,
+                self.audit,
+                self.cases,
+                link_base=self.settings.public_url + "/services/cpms-review/",
+                mail_enabled=bool(self.settings.smtp_host),
+            )
+        return self._review
+
     def rotate_keys(self) -> int:
         """New primary KEK in the key file; every data key re-wrapped under it."""
         Keyring.rotate(self.settings.key_file)

@@ -87,3 +87,20 @@ def test_store_browser_login_through_hub_oauth(deployment: Deployment) -> None:
         # a callback whose state does not match is refused
         bad = client.get(f"{prefix}oauth_callback", params={"code": "x", "state": "nope"})
         assert bad.status_code == 403
+
+
+def test_review_apps_login_through_hub_oauth(deployment: Deployment) -> None:
+    """Panel's generic OAuth against this hub: login -> authorize -> Panel's callback."""
+    name = "oauthver-r"
+    if name not in deployment.accounts:
+        deployment.add_account(name, ("panel-member",))
+    with httpx.Client(base_url=deployment.url, trust_env=False, timeout=30) as client:
+        _login(client, deployment, name)
+        r = client.get("/services/cpms-review/", follow_redirects=True)
+        assert r.status_code == 200, (r.url, r.text[:500])
+        assert str(r.url.path) == "/services/cpms-review/"
+        assert "bokeh" in r.text.lower()
+        assert client.cookies.get("access_token", path="/services/cpms-review/")
+        # a callback whose state does not match is refused
+        bad = client.get("/services/cpms-review/login", params={"code": "x", "state": "nope"})
+        assert bad.status_code in (400, 401, 403)

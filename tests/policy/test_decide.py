@@ -80,6 +80,10 @@ def expected(role: Role, action: Action, relation: str, status: CaseStatus, cons
         )
     # writes: the case's own clinicians only, while it is not closed
     return relation in ("owner", "assistant") and status is not CaseStatus.CLOSED
+    # writes: the case's own clinicians only, while it is not closed (whether a case can
+    # be submitted is the lifecycle's call: a 409, not a policy refusal)
+    open_or_submit = status is not CaseStatus.CLOSED or action is Action.CASE_SUBMIT
+    return relation in ("owner", "assistant") and open_or_submit
 
 
 ROWS = list(

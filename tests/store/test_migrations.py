@@ -102,6 +102,18 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "slides",
             "dicom_instances",
             "slide_annotations",
+            # panel review (0005)
+            "panels",
+            "panel_members",
+            "contributions",
+            "messages",
+            "information_requests",
+            "meetings",
+            "outcomes",
+            "endorsements",
+            "signing_keys",
+            "notifications",
+            "mail_outbox",
         }
     )
     for table in model:

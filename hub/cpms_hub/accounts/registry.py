@@ -50,12 +50,15 @@ from cpms_hub.domain.accounts import (
     Account,
     AccountRequest,
     AccountStatus,
+    validate_expertise,
+    validate_timezone,
 )
 from cpms_hub.domain.audit import AuditOutcome
 from cpms_hub.domain.errors import (
     AuthenticationError,
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     ValidationError,
 )
 from cpms_hub.domain.roles import Role
@@ -104,6 +107,8 @@ def _to_account(row: AccountRow) -> Account:
         mfa_enrolled=row.totp_secret_enc is not None,
         created_at=_aware(row.created_at),
         locked_until=_aware(row.locked_until) if row.locked_until else None,
+        expertise=tuple(e for e in (row.expertise or "").split("\n") if e),
+        timezone=row.timezone or "UTC",
     )
 
 
@@ -165,12 +170,16 @@ class AccountRegistry:
         *,
         by: str,
         totp_secret: str | None = None,
+        expertise: tuple[str, ...] | list[str] = (),
+        timezone: str = "UTC",
     ) -> Account:
         """Create an approved account at once (``cpms-admin`` seeding demo/test users).
 
         With ``totp_secret`` the account is enrolled already; without, its owner
         enrols at first login like everyone else.
         """
+        expertise = validate_expertise(list(expertise))
+        timezone = validate_timezone(timezone)
         check_password_policy(password, username=req.name)
         if totp_secret is not None:
             try:
@@ -182,6 +191,8 @@ class AccountRegistry:
             row = self._insert(s, req, password_hash, AccountStatus.ACTIVE)
             row.decided_by = by
             row.decided_at = _now()
+            row.expertise = "\n".join(expertise)
+            row.timezone = timezone
             if totp_secret is not None:
                 row.totp_secret_enc = self._encrypt(s, req.name, _SECRET_FIELD, totp_secret)
             self._audit.append(
@@ -266,6 +277,71 @@ class AccountRegistry:
             )
 
     # -- reading ---------------------------------------------------------------------------
+
+    def set_profile(
+        self,
+        name: str,
+        *,
+        by: str,
+        expertise: tuple[str, ...] | list[str] | None = None,
+        timezone: str | None = None,
+    ) -> Account:
+        """Set what an account is expert in and its time zone (helpdesk, ``cpms-admin``)."""
+        items = validate_expertise(expertise) if expertise is not None else None
+        zone = validate_timezone(timezone) if timezone is not None else None
+        with session_scope(self._sessions) as s:
+            row = self._row(s, name)
+            if items is not None:
+                row.expertise = "\n".join(items)
+            if zone is not None:
+                row.timezone = zone
+            self._audit.append(
+                s,
+                actor=by,
+                action="account.profile",
+                outcome=AuditOutcome.ALLOWED,
+                detail=f"account={name} expertise={len(items) if items is not None else '-'}",
+            )
+            return _to_account(row)
+
+    def verify_step_up(self, name: str, code: str | None, *, client: str = "") -> None:
+        """Check ``name``'s current TOTP code before a sensitive act (signing an outcome).
+
+        The code is consumed like a login code (never accepted twice) and a wrong one
+        counts towards the lock-out, so a stolen API token alone cannot sign and the six
+        digits cannot be guessed. Raises :class:`PermissionDeniedError` with the reason.
+        """
+        with session_scope(self._sessions) as s:
+            row = self._row(s, name)
+            reason = None
+            if row.locked_until is not None and _aware(row.locked_until) > _now():
+                reason = "the account is locked after too many wrong codes: try again later"
+            elif row.totp_secret_enc is None:
+                reason = "no authenticator is enrolled for this account"
+            else:
+                secret = self._decrypt(s, name, _SECRET_FIELD, row.totp_secret_enc)
+                step = totp.verify(secret, code, row.totp_last_step or 0)
+                if step is None:
+                    replayed = totp.verify(secret, code, -1) is not None
+                    self._count_failure(s, row, client)
+                    reason = (
+                        "the authenticator code was already used: wait for the next one"
+                        if replayed
+                        else "the authenticator code is wrong"
+                    )
+                else:
+                    row.totp_last_step = step
+                    row.failed_logins = 0
+            self._audit.append(
+                s,
+                actor=name,
+                action="account.step-up",
+                outcome=AuditOutcome.DENIED if reason else AuditOutcome.ALLOWED,
+                client=client,
+                detail=reason or "",
+            )
+        if reason:
+            raise PermissionDeniedError("step-up refused", reasons=(f"totp: {reason}",))
 
     def get(self, name: str) -> Account:
         with session_scope(self._sessions, write=False) as s:

@@ -16,7 +16,19 @@ from enum import StrEnum
 from .errors import ValidationError
 from .roles import Role
 
-__all__ = ["AccountStatus", "Account", "AccountRequest", "USERNAME_PATTERN", "validate_username"]
+__all__ = [
+    "AccountStatus",
+    "Account",
+    "AccountRequest",
+    "USERNAME_PATTERN",
+    "validate_username",
+    "validate_expertise",
+    "validate_timezone",
+    "MAX_EXPERTISE",
+]
+
+#: most expertise entries per account, each at most 100 characters
+MAX_EXPERTISE = 50
 
 #: JupyterHub user names double as system account names under system-user
 #: isolation, so keep them to what ``useradd`` accepts.
@@ -30,6 +42,35 @@ def validate_username(name: str) -> str:
             "name",
             "must be 2-31 characters: lower-case letters, digits, '-', starting with a letter",
         )
+    return name
+
+
+def validate_expertise(items: object) -> tuple[str, ...]:
+    """Expertise entries, stripped and de-duplicated (ORPHA codes, specialties)."""
+    if isinstance(items, str) or not isinstance(items, (list, tuple)):
+        raise ValidationError("expertise", "must be a list of texts")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip() or len(item) > 100 or "\n" in item:
+            raise ValidationError("expertise", "each entry must be 1-100 characters on one line")
+        if item.strip() not in out:
+            out.append(item.strip())
+    if len(out) > MAX_EXPERTISE:
+        raise ValidationError("expertise", f"at most {MAX_EXPERTISE} entries")
+    return tuple(out)
+
+
+def validate_timezone(name: object) -> str:
+    """An IANA time zone name such as ``Europe/Paris``."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    problem = ValidationError("timezone", "must be an IANA time zone such as Europe/Paris")
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise problem
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise problem from None
     return name
 
 
@@ -80,6 +121,10 @@ class Account:
     mfa_enrolled: bool
     created_at: datetime
     locked_until: datetime | None = None
+    #: what the person is expert in (ORPHA codes such as ``ORPHA:558``, specialties)
+    expertise: tuple[str, ...] = ()
+    #: IANA time zone (meeting times are shown in it)
+    timezone: str = "UTC"
 
     @property
     def is_active(self) -> bool:

@@ -12,6 +12,13 @@ Standards followed:
   an HPO-coded ``Observation`` with ``valueBoolean`` true (observed) or false
   (excluded) and the onset as a component coded HP:0003674 "Onset".
 - RFC 6920 (naming things with hashes) for the files' SHA-256.
+- The panel's outcome, when there is one: a ``Condition`` (the panel's ORPHA-coded
+  diagnosis, ``provisional`` until every member has signed, then ``confirmed``), a
+  ``CarePlan`` (intent ``proposal``: the treatment plan, one activity per recommended
+  investigation and one for the follow-up date) and a ``Provenance`` whose
+  ``signature`` elements carry each member's Ed25519 signature (type ASTM E1762
+  1.2.840.10065.1.12.1.1 author's signature for an endorsement, .1.12.1.7 witness
+  for a recorded dissent) over the outcome's canonical JSON (RFC 8785 style).
 
 Choices that a reader of the output needs to know:
 
@@ -64,6 +71,7 @@ from cpms_hub.domain.clinical import (
     Zygosity,
 )
 from cpms_hub.domain.consent import Consent, ConsentScope
+from cpms_hub.domain.review import Outcome
 
 __all__ = [
     "fhir_bundle",
@@ -517,6 +525,80 @@ def _composition(
 # --------------------------------------------------------------------------- export
 
 
+def _outcome_entries(outcome: Outcome, ids: _Ids, subject: str, org: str) -> list[JSON]:
+    d = outcome.draft
+    condition_url = ids.url("outcome", "condition")
+    careplan_url = ids.url("outcome", "careplan")
+    condition: JSON = {
+        "resourceType": "Condition",
+        "clinicalStatus": _concept(f"{_TERMINOLOGY}/condition-clinical", "active"),
+        "verificationStatus": _concept(
+            f"{_TERMINOLOGY}/condition-ver-status",
+            "confirmed" if outcome.signed else "provisional",
+        ),
+        "code": _concept(
+            ORPHANET_SYSTEM, d.diagnosis_code.removeprefix("ORPHA:"), d.diagnosis_label
+        ),
+        "subject": _ref(subject),
+        "recordedDate": _instant(outcome.drafted_at),
+        "note": [{"text": f"Expert panel outcome, version {outcome.version}"}],
+    }
+    activities: list[JSON] = [
+        {"detail": {"status": "not-started", "description": item}} for item in d.investigations
+    ]
+    activities.append(
+        {
+            "detail": {
+                "status": "scheduled",
+                "description": "Follow-up",
+                "scheduledPeriod": {"start": d.follow_up.isoformat()},
+            }
+        }
+    )
+    careplan: JSON = {
+        "resourceType": "CarePlan",
+        "status": "active" if outcome.signed else "draft",
+        "intent": "proposal",
+        "title": "Expert panel recommendation",
+        "description": d.treatment_plan,
+        "subject": _ref(subject),
+        "created": _instant(outcome.drafted_at),
+        "addresses": [_ref(condition_url)],
+        "activity": activities,
+    }
+    if d.summary:
+        careplan["note"] = [{"text": d.summary}]
+    entries = [_entry(condition_url, condition), _entry(careplan_url, careplan)]
+    if outcome.endorsements:
+        signatures = [
+            {
+                "type": [
+                    _coding(
+                        "urn:iso-astm:E1762-95:2013",
+                        "1.2.840.10065.1.12.1.1"
+                        if e.decision.value == "endorse"
+                        else "1.2.840.10065.1.12.1.7",
+                        "Author's Signature" if e.decision.value == "endorse" else "Witness",
+                    )
+                ],
+                "when": _instant(e.signed_at),
+                "who": {"display": e.signer},
+                "sigFormat": "application/octet-stream",
+                "data": base64.b64encode(e.signature).decode(),
+            }
+            for e in outcome.endorsements
+        ]
+        provenance: JSON = {
+            "resourceType": "Provenance",
+            "target": [_ref(condition_url), _ref(careplan_url)],
+            "recorded": _instant(max(e.signed_at for e in outcome.endorsements)),
+            "agent": [{"who": {"display": e.signer}} for e in outcome.endorsements],
+            "signature": signatures,
+        }
+        entries.append(_entry(ids.url("outcome", "provenance"), provenance))
+    return entries
+
+
 def _check_same_case(case: Case, items: Iterable[Consent | CaseFile], what: str) -> None:
     for item in items:
         if item.case_id != case.id:
@@ -532,8 +614,12 @@ def fhir_bundle(
     *,
     base_url: str = "urn:cpms",
     now: datetime | None = None,
+    outcome: Outcome | None = None,
 ) -> JSON:
     """The case as a FHIR R4 ``Bundle`` (type ``collection``), ready for ``json.dumps``.
+
+    With ``outcome``, the panel's recommendation and its signatures are included
+    (a "Panel outcome" section of the Composition indexes them).
 
     ``base_url`` is the namespace of CPMS's own identifier and code systems
     (``urn:cpms`` gives ``urn:cpms:pseudonym:<hospital>``, ``urn:cpms:consent-scope``;
@@ -589,6 +675,18 @@ def fhir_bundle(
         documents=urls(document_entries),
         consents=urls(consent_entries),
     )
+    outcome_entries = []
+    if outcome is not None:
+        if outcome.case_id != case.id:
+            raise ValueError("the outcome belongs to another case")
+        outcome_entries = _outcome_entries(outcome, ids, subject, org)
+        composition["section"].append(
+            _section(
+                "Panel outcome",
+                urls(outcome_entries),
+                _concept(LOINC_SYSTEM, "18776-5", "Plan of care note"),
+            )
+        )
     entries = [
         _entry(ids.url("composition"), composition),
         _entry(subject, _patient(patient, case.hospital, base_url, org)),
@@ -598,6 +696,7 @@ def fhir_bundle(
         *variant_entries,
         *document_entries,
         *consent_entries,
+        *outcome_entries,
     ]
     return {
         "resourceType": "Bundle",

@@ -51,6 +51,17 @@ class Action(StrEnum):
     COHORT_SIMILAR = "cohort.similar"
     CASE_SIMILAR = "case.similar"
     REGISTRY_EXPORT = "registry.export"
+    # panel review (see cpms_hub.domain.review)
+    PANEL_ASSEMBLE = "panel.assemble"
+    PANEL_MANAGE = "panel.manage"
+    PANEL_VIEW = "panel.view"
+    PANEL_REPORTS = "panel.reports"
+    EXPERT_SEARCH = "panel.experts"
+    REVIEW_READ = "review.read"
+    REVIEW_WRITE = "review.write"
+    INFO_READ = "review.info.read"
+    INFO_ANSWER = "review.info.answer"
+    OUTCOME_READ = "review.outcome.read"
 
 
 ACTION_SCOPES: dict[Action, str] = {
@@ -74,6 +85,17 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.COHORT_SIMILAR: Scope.COHORTS,
     Action.CASE_SIMILAR: Scope.CASES_READ,
     Action.REGISTRY_EXPORT: Scope.PANELS,
+    Action.PANEL_ASSEMBLE: Scope.PANELS,
+    Action.PANEL_MANAGE: Scope.PANELS,
+    Action.PANEL_VIEW: Scope.CASES_READ,
+    Action.PANEL_REPORTS: Scope.PANELS,
+    Action.EXPERT_SEARCH: Scope.PANELS,
+    # panel members hold cases:read only: reviewing is what that scope lets them do
+    Action.REVIEW_READ: Scope.CASES_READ,
+    Action.REVIEW_WRITE: Scope.CASES_READ,
+    Action.INFO_READ: Scope.CASES_READ,
+    Action.INFO_ANSWER: Scope.CASES_WRITE,
+    Action.OUTCOME_READ: Scope.CASES_READ,
 }
 
 #: anonymised analyses: data scientists only, and never a pseudonymised record
@@ -146,6 +168,10 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
         if Role.CLINICIAN in actor.roles:
             return Decision(True, ("clinicians create cases",))
         return _deny("only clinicians create cases")
+    if action in (Action.PANEL_REPORTS, Action.EXPERT_SEARCH):
+        if Role.COORDINATOR in actor.roles:
+            return Decision(True, (f"{actor.name} coordinates network {actor.network}",))
+        return _deny("only coordinators search experts and read panel reports")
     if action in (Action.CASE_LIST, Action.CASE_LOOKUP, Action.CASE_SIMILAR):
         # the listing itself is filtered per case by CASE_READ
         return Decision(True, ("lists only the cases the caller may read",))
@@ -197,9 +223,99 @@ def decide(actor: Actor, action: Action, case: CaseRef | Case | None = None) -> 
 
     if action in (Action.CASE_UPDATE, Action.FILE_WRITE, Action.CONSENT_WRITE, Action.CASE_SUBMIT):
         if member in (MemberRole.OWNER, MemberRole.ASSISTANT):
-            if case.status in (CaseStatus.CLOSED,):
+            # submitting a closed case is refused by the lifecycle (409), with its reason
+            if case.status is CaseStatus.CLOSED and action is not Action.CASE_SUBMIT:
                 return _deny("the case is closed")
             return Decision(True, (f"{actor.name} is the case's {member.value}",))
         return _deny("only the case's owner and assistants change it")
 
+    if action in _REVIEW_ACTIONS:
+        return _decide_review(actor, action, case, member)
+
     raise ValueError(f"unknown action {action}")  # pragma: no cover
+
+
+_REVIEW_ACTIONS = frozenset(
+    {
+        Action.PANEL_ASSEMBLE,
+        Action.PANEL_MANAGE,
+        Action.PANEL_VIEW,
+        Action.REVIEW_READ,
+        Action.REVIEW_WRITE,
+        Action.INFO_READ,
+        Action.INFO_ANSWER,
+        Action.OUTCOME_READ,
+    }
+)
+
+
+def _consent_stands(case: CaseRef | Case) -> Decision | None:
+    """None when the patient's consent to panel discussion stands, else the denial."""
+    if ConsentScope.PANEL_DISCUSSION in case.consent:
+        return None
+    if ConsentScope.PANEL_DISCUSSION in case.consent_withdrawn:
+        return _deny("the patient withdrew consent to panel discussion: the case is frozen")
+    return _deny("no consent to panel discussion is recorded for this case")
+
+
+def _decide_review(
+    actor: Actor, action: Action, case: CaseRef | Case, member: MemberRole | None
+) -> Decision:
+    """Panel review. Coordinators act on their own network's cases only; panel members
+    (guests from other networks too) on the cases they are on; owners see the panel's
+    state, its requests to them and its outcome, not its internal discussion."""
+    coordinates = Role.COORDINATOR in actor.roles and actor.network == case.network
+    clinician = member in (MemberRole.OWNER, MemberRole.ASSISTANT)
+    on_panel = member is MemberRole.PANEL_MEMBER
+    # steps on a draft are refused by the lifecycle (409); reads by the policy
+    reading = action in (
+        Action.PANEL_VIEW,
+        Action.REVIEW_READ,
+        Action.INFO_READ,
+        Action.OUTCOME_READ,
+    )
+    if case.status is CaseStatus.DRAFT and reading and not clinician:
+        return _deny("the case is a draft: it has not been submitted to a panel")
+
+    if action in (Action.PANEL_ASSEMBLE, Action.PANEL_MANAGE):
+        if coordinates:
+            return Decision(True, (f"{actor.name} coordinates network {case.network}",))
+        if Role.COORDINATOR in actor.roles:
+            return _deny(f"{actor.name} coordinates another network than {case.network}")
+        return _deny("only the network's coordinators assemble and manage panels")
+
+    if action is Action.PANEL_VIEW:
+        # names, roles, dates and states only: no clinical content, no consent needed
+        if coordinates:
+            return Decision(True, (f"{actor.name} coordinates network {case.network}",))
+        if clinician or on_panel:
+            return Decision(True, (f"{actor.name} is the case's {member.value}",))
+        return _deny(f"{actor.name} is neither on the panel nor a clinician of the case")
+
+    if action is Action.INFO_ANSWER:
+        if clinician:
+            return Decision(True, (f"{actor.name} is the case's {member.value}",))
+        return _deny("only the case's owner and assistants answer the panel's requests")
+
+    if action in (Action.REVIEW_READ, Action.REVIEW_WRITE):
+        if on_panel:
+            why = f"{actor.name} is on the case's panel"
+        elif coordinates and action is Action.REVIEW_READ:
+            why = f"{actor.name} coordinates network {case.network}"
+        elif action is Action.REVIEW_WRITE:
+            return _deny(f"{actor.name} is not on the case's panel")
+        else:
+            return _deny(f"{actor.name} is neither on the panel nor the network's coordinator")
+    else:  # INFO_READ, OUTCOME_READ
+        if clinician:
+            return Decision(True, (f"{actor.name} is the case's {member.value}",))
+        if on_panel:
+            why = f"{actor.name} is on the case's panel"
+        elif coordinates:
+            why = f"{actor.name} coordinates network {case.network}"
+        else:
+            return _deny(f"{actor.name} is not a member of this case")
+    refused = _consent_stands(case)
+    if refused is not None:
+        return refused
+    return Decision(True, (why, "the patient consents to panel discussion"))

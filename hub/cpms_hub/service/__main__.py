@@ -19,6 +19,7 @@ from cpms_hub.settings import CpmsSettings
 from cpms_hub.state import open_state
 
 from .app import create_app
+from .mailer import Mailer
 
 
 def _warm_up() -> None:
@@ -45,6 +46,8 @@ def main() -> None:
     # the ontologies load in about a second; do it now so the first keystroke is fast,
     # then the analyses' tables (IC, depths, regions: a few seconds more)
     threading.Thread(target=_warm_up, name="cpms-vocab-warm-up", daemon=True).start()
+    # notification e-mails and deadline reminders, off the request path
+    Mailer(state.review, settings).start()
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -32,6 +32,7 @@ from cpms_hub.domain import (
     CaseFile,
     ConsentScope,
     ConsentState,
+    NotFoundError,
     Role,
     ValidationError,
 )
@@ -63,6 +64,7 @@ from .models import (
     PseudonymLookup,
     WithdrawIn,
 )
+from .review_routes import REVIEW_ROUTES_DOC
 from .upload_routes import CHUNK_ROUTE_SUFFIX, upload_router
 
 __all__ = ["create_app", "ROUTES_DOC"]
@@ -120,6 +122,7 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("GET", "/cases/{case_id}/slides/{slide_id}/annotations"),
     ("POST", "/cases/{case_id}/slides/{slide_id}/annotations"),
     ("DELETE", "/cases/{case_id}/slides/{slide_id}/annotations/{annotation_id}"),
+    *REVIEW_ROUTES_DOC,
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -461,7 +464,13 @@ def create_app(
             authorize=policy(actor, Action.CASE_EXPORT),
             ctx=ctx_of(request, actor),
         )
-        bundle = fhir_bundle(case, case.content or CaseContent(), consents, files)
+        try:
+            outcome, _ = state.review.outcome(
+                case_id, authorize=policy(actor, Action.OUTCOME_READ), ctx=ctx_of(request, actor)
+            )
+        except NotFoundError:
+            outcome = None
+        bundle = fhir_bundle(case, case.content or CaseContent(), consents, files, outcome=outcome)
         return JSONResponse(bundle, media_type="application/fhir+json", headers=_PRIVATE)
 
     @router.get("/cases/{case_id}/export/phenopacket", tags=["exports"])
@@ -545,6 +554,9 @@ def create_app(
     from .annotation_routes import annotation_router
 
     app.include_router(annotation_router(api_root, state))
+    from .review_routes import review_router
+
+    app.include_router(review_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name

@@ -24,8 +24,9 @@ __all__ = [
     "verify_chain",
 ]
 
-# registers SlideRow, DicomInstanceRow and AnnotationRow on Base (imported last: they
-# build on the above; annotations refer to the slides table)
+# register the slide, DICOM, annotation and panel review tables on Base (imported last:
+# they build on the modules above; annotations refer to the slides table)
 from . import annotations as annotations  # noqa: E402
 from . import dicom as dicom  # noqa: E402
+from . import review_schema as review_schema  # noqa: E402
 from . import slides as slides  # noqa: E402

@@ -48,6 +48,7 @@ from cpms_hub.domain.codec import (
     content_to_json,
 )
 from cpms_hub.domain.consent import FORM_MEDIA_TYPES, Withdrawal, looks_like
+from cpms_hub.domain.review import LifecycleAction, transition
 
 from .audit import AuditTrail
 from .blobs import LocalBlobBackend
@@ -564,10 +565,8 @@ class CaseStore:
         with session_scope(self.sessions) as s:
             row = self._row(s, case_id)
             self._check(s, row, authorize, ctx, "case.submit")
-            if row.status not in (CaseStatus.DRAFT.value,):
-                raise ConflictError(
-                    "not a draft", reasons=(f"the case is {row.status}: only drafts are submitted",)
-                )
+            # the one lifecycle table decides (409 with the reason)
+            transition(CaseStatus(row.status), LifecycleAction.SUBMIT)
             case = self._decrypt_case(s, row)
             files = [
                 self._file(s, b)

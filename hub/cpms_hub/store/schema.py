@@ -92,6 +92,10 @@ class AccountRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: newline-separated expertise (ORPHA codes, specialties) for finding panel experts
+    expertise: Mapped[str] = mapped_column(Text, default="")
+    #: IANA time zone, to show meeting times in the person's own time
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
 
 
 class DataKeyRow(Base):
