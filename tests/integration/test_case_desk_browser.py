@@ -1,0 +1,176 @@
+"""The case desk in a real JupyterLab behind the real hub, driven in Chromium.
+
+A dedicated clinician with two invented cases logs in (password and TOTP),
+lands in JupyterLab and opens the "Cases" sidebar: it lists their cases —
+and not another hospital's — with network, status and consent, filters them,
+shows that there are no notifications (this store has no panel review part
+yet), opens a case as a notebook bound to it, and "New case" opens a notebook
+from the submission template whose first cell connects the client. The same
+sidebar then follows the dark theme. Screenshots go to the test's
+``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.test_accounts_browser import (
+    LAB_TIMEOUT_MS,
+    _login,
+    _stop_server,
+    _unique,
+    _wait_for_lab,
+)
+from tests.integration.test_case_form_browser import _lab_settings
+from tests.jupyterlab import run_all
+
+pytestmark = [pytest.mark.deployment, pytest.mark.browser]
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+KERNEL_TIMEOUT_MS = 90_000
+
+
+def _case(deployment, token: str, title: str) -> dict:
+    with httpx.Client(
+        base_url=deployment.api, headers={"Authorization": f"token {token}"}, trust_env=False
+    ) as api:
+        resp = api.post("/cases", json={"title": title, "clinical_summary": "Invented."})
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+
+def _rgb(page, selector: str) -> tuple[int, ...]:
+    colour = page.locator(selector).evaluate("el => getComputedStyle(el).backgroundColor")
+    return tuple(int(float(p)) for p in colour[colour.index("(") + 1 : -1].split(",")[:3])
+
+
+def _open_desk(page):  # noqa: ANN202
+    """Show the desk through its palette command (a click on its tab could close it)."""
+    expect(page.locator(".jp-SideBar [data-id='cpms-case-desk']")).to_be_visible(
+        timeout=LAB_TIMEOUT_MS
+    )
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.fill("Show CPMS cases")
+    palette.press("Enter")
+    desk = page.locator("#cpms-case-desk")
+    expect(desk).to_be_visible()
+    expect(desk).to_have_attribute("data-loaded", "true", timeout=LAB_TIMEOUT_MS)
+    return desk
+
+
+def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, tokens, tmp_path):
+    acc = deployment.add_account(_unique("deskdoc"), ("clinician",), hospital="Hospital A")
+    name = acc.name
+    token = deployment.token(name)
+    tag = uuid.uuid4().hex[:6]
+    ataxia = _case(deployment, token, f"Invented {tag}: boy, 6, ataxia")
+    _case(deployment, token, f"Invented {tag}: girl, 3, seizures")
+    theirs = _case(deployment, tokens["clin-b"], f"Invented {tag}: another hospital")
+    shot = 0
+
+    def step(label: str) -> None:
+        nonlocal shot
+        shot += 1
+        page.screenshot(path=str(tmp_path / f"{shot:02d}-{label}.png"))
+
+    try:
+        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
+        _wait_for_lab(page, deployment, name)
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+        _lab_settings(
+            page,
+            deployment,
+            name,
+            "@jupyterlab/apputils-extension:notification",
+            {"fetchNews": "false", "checkForUpdates": False},
+        )
+
+        # -- the sidebar lists this user's cases, and only theirs ---------------------------
+        desk = _open_desk(page)
+        items = desk.locator(".cpms-case-item")
+        expect(items.filter(has_text=tag)).to_have_count(2)
+        expect(desk.locator(f"[data-case-id='{theirs['id']}']")).to_have_count(0)
+        row = desk.locator(f".cpms-case-item[data-case-id='{ataxia['id']}']")
+        expect(row.locator(".cpms-case-title")).to_have_text(ataxia["title"])
+        expect(row.locator(".cpms-case-network")).to_have_text("ERN-TEST")
+        expect(row.locator(".cpms-case-status")).to_have_text("draft")
+        expect(row.locator(".cpms-case-consent")).to_have_text("no consent yet")
+        # no notifications from a store without the panel review part, and none invented
+        expect(desk.locator(".cpms-notifications-empty")).to_be_visible()
+        expect(desk.locator(".cpms-notification")).to_have_count(0)
+        step("sidebar")
+
+        # -- filters ----------------------------------------------------------------------
+        desk.locator(".cpms-filter-text").fill("ataxia")
+        expect(items.filter(has_text=tag)).to_have_count(1)
+        desk.locator(".cpms-filter-text").fill("no such title")
+        expect(desk.locator(".cpms-case-none")).to_have_text("No case matches the filters.")
+        desk.locator(".cpms-filter-text").fill("")
+        # status and network offer what the cases have
+        desk.locator(".cpms-filter-status").select_option("draft")
+        desk.locator(".cpms-filter-network").select_option("ERN-TEST")
+        expect(items.filter(has_text=tag)).to_have_count(2)
+
+        # -- the context menu of a case -------------------------------------------------------
+        row.click(button="right")
+        menu = page.locator(".lm-Menu")
+        for label in ("Open case in notebook", "Open in review app", "Open outcome (PDF)"):
+            expect(menu.locator(".lm-Menu-itemLabel", has_text=label)).to_be_visible()
+        page.keyboard.press("Escape")
+
+        # -- a new case appears without a reload (the desk refreshes after a change) -------
+        later = _case(deployment, token, f"Invented {tag}: added while open")
+        desk.locator(".cpms-refresh").click()
+        expect(desk.locator(f"[data-case-id='{later['id']}']")).to_be_visible()
+
+        # -- open a case in a notebook bound to it ------------------------------------------
+        row.locator(".cpms-case-notebook").click()
+        bound = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+        expect(bound).to_contain_text(f'CASE_ID = "{ataxia["id"]}"', timeout=LAB_TIMEOUT_MS)
+        expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(
+            f"case-{ataxia['id']}.ipynb"
+        )
+        step("case-notebook")
+
+        # -- New case: the template, connected ----------------------------------------------
+        desk.locator(".cpms-new-case").click()
+        nb = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+        expect(nb).to_contain_text("Submit a case", timeout=LAB_TIMEOUT_MS)
+        expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(
+            "new-case-1.ipynb"
+        )
+        connected = page.locator(".jp-OutputArea-output", has_text="Connected to the case store")
+        run_all(page, deployment, name, "cases/new-case-1.ipynb", connected, KERNEL_TIMEOUT_MS)
+        expect(connected).to_contain_text(f"Connected to the case store as {name} (clinician)")
+        expect(page.locator(".cpms-case-form")).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        expect(page.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
+        step("new-case")
+
+        # -- the dark theme: the desk takes JupyterLab's colours ----------------------------
+        light = _rgb(page, "#cpms-case-desk")
+        _lab_settings(
+            page,
+            deployment,
+            name,
+            "@jupyterlab/apputils-extension:themes",
+            {"theme": "JupyterLab Dark"},
+        )
+        page.reload()
+        desk = _open_desk(page)
+        expect(desk.locator(".cpms-case-item").filter(has_text=tag)).to_have_count(3)
+        dark = _rgb(page, "#cpms-case-desk")
+        assert sum(dark) < sum(light) and sum(dark) < 3 * 100, (light, dark)
+        step("dark")
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
+        print(f"screenshots in {Path(tmp_path)}")
+        _stop_server(deployment, name)
