@@ -6,6 +6,10 @@
  * Open outcome — a launcher item and a palette entry for New case, and
  * context-menu items on the sidebar's cases. Everything goes through the
  * server extension cpms_lab; the front end never holds a store token.
+ *
+ * In Notebook 7 the file tree page has no side bar: there the desk is a
+ * "Cases" tab next to "Files" and "Running"; in its notebook and editor pages
+ * it is in the left side bar (View > Left Sidebar).
  */
 import {
   ILayoutRestorer,
@@ -16,6 +20,7 @@ import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { INotebookTree } from '@jupyter-notebook/tree';
 
 import { caseNotebook, INotification, newCaseNotebook, outcomePdf } from './api';
 import { outcomeTab } from './pdf';
@@ -69,12 +74,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: ID,
   description: 'The CPMS case desk: cases, panel notifications and outcomes',
   autoStart: true,
-  optional: [ILauncher, ICommandPalette, ILayoutRestorer],
+  optional: [ILauncher, ICommandPalette, ILayoutRestorer, INotebookTree],
   activate: (
     app: JupyterFrontEnd,
     launcher: ILauncher | null,
     palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    notebookTree: INotebookTree | null
   ) => {
     const { commands, shell } = app;
     const open = (path: string) => commands.execute('docmanager:open', { path });
@@ -101,6 +107,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     panel.title.icon = caseIcon;
+    panel.title.label = 'Cases';
 
     commands.addCommand(CommandIDs.newCase, {
       label: 'New case',
@@ -159,12 +166,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.showDesk, {
       label: 'Show CPMS cases',
-      execute: () => shell.activateById(panel.id)
+      execute: () => {
+        if (notebookTree) {
+          notebookTree.currentWidget = panel;
+        } else {
+          shell.activateById(panel.id);
+        }
+      }
     });
 
-    shell.add(panel, 'left', { rank: 150 });
-    if (restorer) {
-      restorer.add(panel, panel.id);
+    if (notebookTree) {
+      notebookTree.addWidget(panel);
+    } else {
+      shell.add(panel, 'left', { rank: 150 });
+      if (restorer) {
+        restorer.add(panel, panel.id);
+      }
     }
     if (launcher) {
       launcher.add({ command: CommandIDs.newCase, category: 'CPMS', rank: 0 });

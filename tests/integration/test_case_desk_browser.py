@@ -51,15 +51,17 @@ def _rgb(page, selector: str) -> tuple[int, ...]:
 
 
 def _open_desk(page):  # noqa: ANN202
-    """Show the desk through its palette command (a click on its tab could close it)."""
-    expect(page.locator(".jp-SideBar [data-id='cpms-case-desk']")).to_be_visible(
-        timeout=LAB_TIMEOUT_MS
-    )
-    page.keyboard.press("Control+Shift+C")
-    palette = page.locator(".lm-CommandPalette-input")
-    palette.fill("Show CPMS cases")
-    palette.press("Enter")
+    """Show the desk by its side-bar tab (JupyterLab may be restoring it open meanwhile)."""
+    tab = page.locator(".jp-SideBar [data-id='cpms-case-desk']")
+    expect(tab).to_be_visible(timeout=LAB_TIMEOUT_MS)
     desk = page.locator("#cpms-case-desk")
+    for _ in range(5):
+        if desk.is_visible():
+            page.wait_for_timeout(1000)  # and it stays open: no restore closes it again
+            if desk.is_visible():
+                break
+        tab.click()
+        page.wait_for_timeout(1000)
     expect(desk).to_be_visible()
     expect(desk).to_have_attribute("data-loaded", "true", timeout=LAB_TIMEOUT_MS)
     return desk
@@ -173,4 +175,36 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         raise
     finally:
         print(f"screenshots in {Path(tmp_path)}")
+        _stop_server(deployment, name)
+
+
+def test_notebook_7_tree_has_a_cases_tab_that_opens_a_case(deployment, page, tmp_path):
+    acc = deployment.add_account(_unique("desknb"), ("clinician",), hospital="Hospital A")
+    name = acc.name
+    case = _case(deployment, deployment.token(name), "Invented: Notebook 7 case")
+    try:
+        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
+        _wait_for_lab(page, deployment, name)
+        page.goto(f"{deployment.url}/user/{name}/tree")
+        # Notebook 7's file page has no side bar: the desk is a tab beside Files and Running
+        page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Cases").click()
+        desk = page.locator("#cpms-case-desk")
+        expect(desk).to_be_visible(timeout=LAB_TIMEOUT_MS)
+        row = desk.locator(f".cpms-case-item[data-case-id='{case['id']}']")
+        expect(row.locator(".cpms-case-title")).to_have_text(case["title"])
+        page.screenshot(path=str(tmp_path / "notebook7-tree.png"))
+        # Notebook 7 opens documents in a page of their own
+        with page.context.expect_page() as opened:
+            row.locator(".cpms-case-notebook").click()
+        nb_page = opened.value
+        nb_page.wait_for_load_state("domcontentloaded")
+        assert f"/user/{name}/notebooks/cases/case-{case['id']}.ipynb" in nb_page.url
+        expect(nb_page.locator(".jp-Notebook")).to_contain_text(
+            f'CASE_ID = "{case["id"]}"', timeout=LAB_TIMEOUT_MS
+        )
+        nb_page.screenshot(path=str(tmp_path / "notebook7-case.png"))
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
         _stop_server(deployment, name)
