@@ -3,10 +3,11 @@
  *
  * Plain DOM in a Lumino widget, styled only with JupyterLab's CSS variables so
  * that it follows the light and dark themes. The lists are refreshed by a poll
- * (paused while the page is hidden) and after every action of the desk; the
- * DOM is rebuilt only when what the server sent has changed. Filters apply in
- * the browser, so nothing typed into them travels in a URL. Items carry the
- * case id in `data-case-id`, which the context menu's commands read.
+ * (paused while the page is hidden), whenever the desk is shown again and on
+ * the Refresh button; the DOM is rebuilt only when what the server sent has
+ * changed. Filters apply in the browser, so nothing typed into them travels in
+ * a URL. Items carry the case id in `data-case-id`, which the context menu's
+ * commands read.
  */
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
@@ -126,6 +127,11 @@ export class CasesPanel extends Widget {
   dispose(): void {
     this._poll.dispose();
     super.dispose();
+  }
+
+  /** Shown again (tab clicked, side bar opened): what changed meanwhile shows at once. */
+  protected onAfterShow(): void {
+    void this._poll.refresh();
   }
 
   /** Fetch cases and notifications again; redraw what changed. */
