@@ -19,6 +19,7 @@ import {
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
 import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
+import { NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { INotebookTree } from '@jupyter-notebook/tree';
 
@@ -35,6 +36,9 @@ export namespace CommandIDs {
   export const openOutcome = 'cpms:open-outcome';
   export const showDesk = 'cpms:show-cases';
 }
+
+/** how long after a cell ran the desk looks at the cases again */
+const AFTER_RUN_MS = 2000;
 
 /** the Panel review workspace, a hub service next to the store */
 const REVIEW_SERVICE = 'cpms-review';
@@ -173,6 +177,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
           shell.activateById(panel.id);
         }
       }
+    });
+
+    // a cell that ran may have changed a case (the form saved it, a script submitted it):
+    // look again shortly after, rather than polling the store (each listing is audited) often
+    let pending: number | undefined;
+    NotebookActions.executed.connect(() => {
+      window.clearTimeout(pending);
+      pending = window.setTimeout(() => {
+        if (panel.isVisible) {
+          panel.refresh().catch(() => undefined);
+        }
+      }, AFTER_RUN_MS);
     });
 
     if (notebookTree) {

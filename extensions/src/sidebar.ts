@@ -3,8 +3,9 @@
  *
  * Plain DOM in a Lumino widget, styled only with JupyterLab's CSS variables so
  * that it follows the light and dark themes. The lists are refreshed by a poll
- * (paused while the page is hidden), whenever the desk is shown again and on
- * the Refresh button; the DOM is rebuilt only when what the server sent has
+ * (every two minutes, paused while the page is hidden), whenever the desk is
+ * shown again, shortly after a notebook cell ran (see index.ts) and on the
+ * Refresh button; the DOM is rebuilt only when what the server sent has
  * changed. Filters apply in the browser, so nothing typed into them travels in
  * a URL. Items carry the case id in `data-case-id`, which the context menu's
  * commands read.
@@ -30,7 +31,9 @@ export interface IDeskActions {
   openNotification(note: INotification): void;
 }
 
-const REFRESH_MS = 30_000;
+// every listing of cases is an audited read of each case in the store: poll gently, and
+// refresh on the events that matter instead (shown again, a cell ran, Refresh)
+const REFRESH_MS = 120_000;
 
 const CONSENT_TEXT: Record<ICaseSummary['consent'], string> = {
   granted: 'consent given',
@@ -94,6 +97,13 @@ export class CasesPanel extends Widget {
     this._list.addEventListener('dblclick', event => {
       const id = this._caseIdOf(event.target);
       if (id) {
+        this.actions.openCaseNotebook(id);
+      }
+    });
+    this._list.addEventListener('keydown', event => {
+      // Enter on a focused case (not on one of its buttons, which click themselves)
+      const id = this._caseIdOf(event.target);
+      if (event.key === 'Enter' && id && (event.target as HTMLElement).matches('li')) {
         this.actions.openCaseNotebook(id);
       }
     });
@@ -271,6 +281,11 @@ export class CasesPanel extends Widget {
         item.append(el('div', 'cpms-notification-kind', KIND_TEXT[note.kind]));
         item.append(el('div', 'cpms-notification-text', note.text));
         item.addEventListener('click', () => this.actions.openNotification(note));
+        item.addEventListener('keydown', event => {
+          if (event.key === 'Enter') {
+            this.actions.openNotification(note);
+          }
+        });
         return item;
       })
     );

@@ -5,9 +5,10 @@ lands in JupyterLab and opens the "Cases" sidebar: it lists their cases —
 and not another hospital's — with network, status and consent, filters them,
 shows that there are no notifications (this store has no panel review part
 yet), opens a case as a notebook bound to it, and "New case" opens a notebook
-from the submission template whose first cell connects the client. The same
-sidebar then follows the dark theme. Screenshots go to the test's
-``tmp_path``.
+from the submission template whose first cell connects the client; after a
+cell runs the list is fetched again. The same sidebar then follows the dark
+theme. In Notebook 7 the desk is a tab of the file page and opens a case.
+Screenshots go to the test's ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
             expect(menu.locator(".lm-Menu-itemLabel", has_text=label)).to_be_visible()
         page.keyboard.press("Escape")
 
-        # -- a new case appears without a reload (the desk refreshes after a change) -------
+        # -- Refresh: a case made elsewhere appears without a reload ------------------------
         later = _case(deployment, token, f"Invented {tag}: added while open")
         desk.locator(".cpms-refresh").click()
         expect(desk.locator(f"[data-case-id='{later['id']}']")).to_be_visible()
@@ -155,6 +156,12 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         expect(page.locator(".jp-OutputArea-output[data-mime-type*='error']")).to_have_count(0)
         step("new-case")
 
+        # -- a cell that ran may have changed a case: the desk looks again by itself -------
+        after_run = _case(deployment, token, f"Invented {tag}: made by a script")
+        page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first.click()
+        page.keyboard.press("Shift+Enter")
+        expect(desk.locator(f"[data-case-id='{after_run['id']}']")).to_be_visible()
+
         # -- the dark theme: the desk takes JupyterLab's colours ----------------------------
         light = _rgb(page, "#cpms-case-desk")
         _lab_settings(
@@ -166,7 +173,7 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         )
         page.reload()
         desk = _open_desk(page)
-        expect(desk.locator(".cpms-case-item").filter(has_text=tag)).to_have_count(3)
+        expect(desk.locator(".cpms-case-item").filter(has_text=tag)).to_have_count(4)
         dark = _rgb(page, "#cpms-case-desk")
         assert sum(dark) < sum(light) and sum(dark) < 3 * 100, (light, dark)
         step("dark")
