@@ -20,8 +20,6 @@ import pytest
 from nbclient import NotebookClient
 from tornado.httpclient import HTTPClientError
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
-
 pytestmark = [pytest.mark.deployment]
 
 GET_ROUTES = [
