@@ -128,6 +128,22 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
             expect(menu.locator(".lm-Menu-itemLabel", has_text=label)).to_be_visible()
         page.keyboard.press("Escape")
 
+        # -- no outcome yet: the desk says so (the store's 404), no empty PDF tab ------------
+        row.locator(".cpms-case-outcome").click()
+        dialog = page.locator(".jp-Dialog", has_text="No outcome to show")
+        expect(dialog).to_be_visible()
+        expect(dialog).to_contain_text("not found")  # the store's own words
+        dialog.get_by_role("button", name="Close").click()
+        expect(page.locator(".lm-TabBar-tab", has_text="Outcome")).to_have_count(0)
+
+        # -- the review app opens in a browser tab of its own, for this case ---------------
+        with page.context.expect_page() as review:
+            row.locator(".cpms-case-review").click()
+        review.value.wait_for_load_state("commit")
+        # (this deployment has no review service yet: the hub answers for its path)
+        assert f"/services/cpms-review/?case={ataxia['id']}" in review.value.url
+        review.value.close()
+
         # -- Refresh: a case made elsewhere appears without a reload ------------------------
         later = _case(deployment, token, f"Invented {tag}: added while open")
         desk.locator(".cpms-refresh").click()
