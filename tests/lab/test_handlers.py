@@ -12,13 +12,17 @@ connected client (one of them is executed by nbclient).
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from pathlib import Path
 
 import httpx
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from tornado.httpclient import HTTPClientError
+
+from tests.deployment import REPO
 
 pytestmark = [pytest.mark.deployment]
 
@@ -215,3 +219,41 @@ async def test_case_notebook_is_bound_to_the_case_and_runs(
     )
     assert again == {"path": path, "created": False}
     assert "my notes" in file.read_text()
+
+
+SLIDE_SAMPLE = Path(
+    os.environ.get("CPMS_SLIDE_SAMPLE", REPO.parent / "shared" / "data" / "CMU-1-Small-Region.svs")
+)
+
+
+async def test_case_notebook_lists_the_cases_images_with_a_viewer_each(
+    jp_fetch, as_user, deployment, jp_root_dir
+):
+    if not SLIDE_SAMPLE.exists():
+        pytest.skip(f"sample slide not found at {SLIDE_SAMPLE}")
+    token = as_user("clin-a")
+    case = _case(deployment, token, "Invented: biopsy")
+    with _store(deployment, token) as api:
+        up = api.post(
+            f"/cases/{case['id']}/files",
+            content=SLIDE_SAMPLE.read_bytes(),
+            headers={"X-CPMS-Filename": "CMU-1-Small-Region.svs", "Content-Type": "image/tiff"},
+            timeout=120,
+        )
+        assert up.status_code == 201, up.text
+        slide = api.post(
+            f"/cases/{case['id']}/slides", json={"file_id": up.json()["id"]}, timeout=120
+        ).json()
+
+    detail = json.loads((await jp_fetch("cpms/api/cases", case["id"])).body)
+    assert detail["slides"] == [{"id": slide["id"], "width": 2220, "height": 2967}]
+    assert [f["id"] for f in detail["files"]] == [slide["file_id"]]
+
+    resp = await jp_fetch("cpms/api/case-notebook", case["id"], method="POST", body=b"")
+    nb = nbformat.read(jp_root_dir / json.loads(resp.body)["path"], as_version=4)
+    viewers = [c.source for c in nb.cells if "SlideViewer(client" in c.source]
+    assert viewers == [f'SlideViewer(client, CASE_ID, "{slide["id"]}")']
+    # every cell runs, the viewer included (it asks the store for a grant as the user)
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
