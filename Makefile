@@ -16,11 +16,11 @@ LABEXT_DIR := $(VENV)/share/jupyter/labextensions/@cpms/lab
 
 setup: $(STAMPS)/python $(STAMPS)/node $(VIEWERS) $(STAMPS)/labextension
 
+# editable install: the front end is built and linked below, not by the wheel's build hook
 $(STAMPS)/python: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# editable: the front end is built and linked below, not by the wheel's build hook
 	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@mkdir -p $(STAMPS) && touch $@
 
@@ -58,4 +58,5 @@ bench: setup
 	$(PY) benchmarks/store_api.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules
+	rm -rf $(STAMPS) $(VENV) node_modules extensions/lib extensions/tsconfig.tsbuildinfo \
+		extensions/cpms_lab/labextension

@@ -6,7 +6,7 @@ server reaches it (``CPMS_STORE_URL`` straight to the service, the user's own
 token in ``JUPYTERHUB_API_TOKEN``). Requests without Jupyter credentials are
 refused before the store is ever called; the store's refusals come through
 with its status and reasons; the notebooks the desk writes open with a
-connected client (one of them is executed by nbclient).
+connected client (the case notebooks are executed by nbclient).
 """
 
 from __future__ import annotations
