@@ -8,14 +8,20 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: demo test setup lint bench clean
 
 VIEWERS := cpms_widgets/viewers/static/slide_viewer.js cpms_widgets/viewers/static/dicom_viewer.js
+# the case desk's front end (extensions/, TypeScript) built by @jupyterlab/builder (not in git)
+LABEXT := extensions/cpms_lab/labextension/package.json
+LABEXT_SRC := $(wildcard extensions/src/*.ts extensions/style/*) extensions/package.json \
+	extensions/tsconfig.json extensions/build-labextension.mjs
+LABEXT_DIR := $(VENV)/share/jupyter/labextensions/@cpms/lab
 
-setup: $(STAMPS)/python $(STAMPS)/node $(VIEWERS)
+setup: $(STAMPS)/python $(STAMPS)/node $(VIEWERS) $(STAMPS)/labextension
 
+# editable install: the front end is built and linked below, not by the wheel's build hook
 $(STAMPS)/python: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/node: package.json package-lock.json
@@ -29,6 +35,18 @@ cpms_widgets/viewers/static/slide_viewer.js: js/slide_viewer.js $(STAMPS)/node
 # the DICOM viewer: a canvas and typed arrays, no third-party code (same ESM in Panel)
 cpms_widgets/viewers/static/dicom_viewer.js: js/dicom_viewer.js $(STAMPS)/node
 	node_modules/.bin/esbuild js/dicom_viewer.js --bundle --format=esm --minify --outfile=$@
+
+$(LABEXT): $(LABEXT_SRC) $(STAMPS)/node
+	npm run --workspace extensions --silent build:prod
+
+# develop mode: JupyterLab finds the front end through a link into the checkout (the wheel
+# copies it to share/jupyter/labextensions/@cpms/lab; the editable install enabled the server
+# extension in $(VENV)/etc/jupyter); redone after every pip install, which replaces the folder
+$(STAMPS)/labextension: $(LABEXT) $(STAMPS)/python
+	rm -rf $(LABEXT_DIR)
+	mkdir -p $(dir $(LABEXT_DIR))
+	ln -s $(CURDIR)/extensions/cpms_lab/labextension $(LABEXT_DIR)
+	@mkdir -p $(STAMPS) && touch $@
 
 demo: setup
 	$(VENV)/bin/cpms-admin demo
@@ -45,4 +63,5 @@ bench: setup
 	$(PY) benchmarks/review.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules
+	rm -rf $(STAMPS) $(VENV) node_modules extensions/lib extensions/tsconfig.tsbuildinfo \
+		extensions/cpms_lab/labextension

@@ -1,0 +1,259 @@
+"""The case desk's server extension (``cpms_lab``) in a real Jupyter server, against the real store.
+
+pytest-jupyter starts a Jupyter server in the test process with the extension
+enabled; the store is the session's real deployment, reached the way a user
+server reaches it (``CPMS_STORE_URL`` straight to the service, the user's own
+token in ``JUPYTERHUB_API_TOKEN``). Requests without Jupyter credentials are
+refused before the store is ever called; the store's refusals come through
+with its status and reasons; the notebooks the desk writes open with a
+connected client (the case notebooks are executed by nbclient).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import httpx
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from tornado.httpclient import HTTPClientError
+
+from tests.deployment import REPO
+
+pytestmark = [pytest.mark.deployment]
+
+GET_ROUTES = [
+    "cpms/api/cases",
+    "cpms/api/cases/00000000-0000-4000-8000-000000000000",
+    "cpms/api/cases/00000000-0000-4000-8000-000000000000/outcome.pdf",
+    "cpms/api/notifications",
+]
+POST_ROUTES = [
+    "cpms/api/new-case-notebook",
+    "cpms/api/case-notebook/00000000-0000-4000-8000-000000000000",
+]
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"cpms_lab": True}}}
+
+
+@pytest.fixture
+def as_user(deployment, tokens, monkeypatch):
+    """Make the Jupyter server belong to one of the matrix accounts (as a hub would)."""
+
+    def _as(name: str) -> str:
+        monkeypatch.setenv("CPMS_STORE_URL", deployment.direct_api)
+        monkeypatch.setenv("JUPYTERHUB_API_TOKEN", tokens[name])
+        return tokens[name]
+
+    return _as
+
+
+def _store(deployment, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=deployment.api, headers={"Authorization": f"token {token}"}, trust_env=False
+    )
+
+
+def _case(deployment, token: str, title: str = "Invented: desk case") -> dict:
+    with _store(deployment, token) as api:
+        resp = api.post("/cases", json={"title": title, "clinical_summary": "Invented."})
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+
+async def _refused(jp_fetch, *parts: str, **kwargs) -> tuple[int, dict]:
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch(*parts, **kwargs)
+    return err.value.code, json.loads(err.value.response.body)
+
+
+@pytest.mark.parametrize("path", GET_ROUTES)
+async def test_unauthenticated_get_is_a_401_in_the_cpms_shape(jp_fetch, as_user, path):
+    as_user("clin-a")
+    status, body = await _refused(jp_fetch, path, headers={"Authorization": ""})
+    assert status == 401
+    assert body == {
+        "status": 401,
+        "error": "unauthorized",
+        "reasons": ["sign in to this Jupyter server first"],
+    }
+
+
+@pytest.mark.parametrize("path", POST_ROUTES)
+async def test_unauthenticated_post_is_refused_and_writes_nothing(
+    jp_fetch, as_user, jp_root_dir, path
+):
+    as_user("clin-a")
+    status, body = await _refused(
+        jp_fetch, path, method="POST", body=b"", headers={"Authorization": ""}
+    )
+    assert status in (401, 403)  # no session (401) or no XSRF token (403): never allowed
+    assert body["status"] == status and body["reasons"]
+    assert not (jp_root_dir / "cases").exists()
+
+
+async def test_cases_lists_the_users_cases_with_status_network_and_consent(
+    jp_fetch, as_user, deployment
+):
+    token = as_user("clin-a")
+    made = _case(deployment, token, f"Invented: desk {uuid.uuid4().hex[:6]}")
+    resp = await jp_fetch("cpms/api/cases")
+    rows = {c["id"]: c for c in json.loads(resp.body)}
+    assert rows[made["id"]] == {
+        "id": made["id"],
+        "title": made["title"],
+        "network": "ERN-TEST",
+        "hospital": "Hospital A",
+        "owner": "clin-a",
+        "status": "draft",
+        "consent": "missing",
+        "consent_granted": [],
+        "panel_deadline": None,
+        "updated_at": made["updated_at"],
+    }
+    # the clinical content stays in the store: the sidebar gets no summary or patient fields
+    assert "clinical_summary" not in rows[made["id"]] and "content" not in rows[made["id"]]
+
+    detail = json.loads((await jp_fetch("cpms/api/cases", made["id"])).body)
+    assert detail == {"case": rows[made["id"]], "files": [], "slides": []}
+
+
+async def test_other_hospitals_case_is_refused_with_the_stores_reasons(
+    jp_fetch, as_user, deployment, tokens, jp_root_dir
+):
+    theirs = _case(deployment, tokens["clin-a"])
+    as_user("clin-b")
+    status, body = await _refused(jp_fetch, "cpms/api/cases", theirs["id"])
+    assert status == 403
+    assert body["error"] == "forbidden" and body["reasons"], body
+    assert all("Invented" not in r for r in body["reasons"])  # no case data in a refusal
+    listed = json.loads((await jp_fetch("cpms/api/cases")).body)
+    assert theirs["id"] not in {c["id"] for c in listed}
+
+    status, body = await _refused(
+        jp_fetch, "cpms/api/case-notebook", theirs["id"], method="POST", body=b""
+    )
+    assert status == 403 and body["reasons"]
+    assert not (jp_root_dir / "cases").exists()  # no notebook for a case one may not read
+
+
+async def test_unknown_case_is_the_stores_404(jp_fetch, as_user):
+    as_user("clin-a")
+    status, body = await _refused(jp_fetch, "cpms/api/cases", str(uuid.uuid4()))
+    assert status == 404 and body["status"] == 404 and body["reasons"]
+
+
+async def test_notifications_are_empty_while_the_store_has_no_review_part(jp_fetch, as_user):
+    as_user("clin-a")
+    resp = await jp_fetch("cpms/api/notifications")
+    assert json.loads(resp.body) == {"available": False, "notifications": []}
+
+
+async def test_outcome_pdf_without_an_outcome_is_a_404(jp_fetch, as_user, deployment):
+    token = as_user("clin-a")
+    case = _case(deployment, token)
+    status, body = await _refused(jp_fetch, "cpms/api/cases", case["id"], "outcome.pdf")
+    assert status == 404 and body["status"] == 404
+
+
+async def test_without_a_store_the_desk_says_what_is_missing(jp_fetch, monkeypatch):
+    monkeypatch.delenv("CPMS_STORE_URL", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    status, body = await _refused(jp_fetch, "cpms/api/cases")
+    assert status == 503
+    assert body["error"] == "store not configured"
+    assert "JUPYTERHUB_API_TOKEN" in body["reasons"][0]
+
+
+async def test_new_case_notebook_starts_from_the_template_connected(jp_fetch, as_user, jp_root_dir):
+    as_user("clin-a")
+    first = await jp_fetch("cpms/api/new-case-notebook", method="POST", body=b"")
+    assert first.code == 201
+    assert json.loads(first.body) == {"path": "cases/new-case-1.ipynb", "created": True}
+    second = json.loads(
+        (await jp_fetch("cpms/api/new-case-notebook", method="POST", body=b"")).body
+    )
+    assert second["path"] == "cases/new-case-2.ipynb"
+
+    nb = nbformat.read(jp_root_dir / "cases" / "new-case-1.ipynb", as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"  # opens without a kernel dialog
+    assert "CaseStoreClient.from_env()" in nb.cells[0].source
+    sources = "\n".join(c.source for c in nb.cells)
+    assert "CaseForm(client)" in sources and "ConsentWidget" in sources
+    # the template's worked examples (they create invented cases) are left out
+    assert "create_case(" not in sources
+    assert all(c.get("outputs", []) == [] for c in nb.cells)
+
+
+async def test_case_notebook_is_bound_to_the_case_and_runs(
+    jp_fetch, as_user, deployment, jp_root_dir
+):
+    token = as_user("clin-a")
+    case = _case(deployment, token, "Invented: bound notebook")
+    resp = await jp_fetch("cpms/api/case-notebook", case["id"], method="POST", body=b"")
+    assert resp.code == 201
+    path = json.loads(resp.body)["path"]
+    assert path == f"cases/case-{case['id']}.ipynb"
+    file = jp_root_dir / path
+    assert case["title"] not in file.read_text()  # only the id is written down
+
+    # run it as the user's kernel would: the client connects and fetches the case
+    nb = nbformat.read(file, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    out = "".join(o.get("text", "") for o in nb.cells[1].outputs)
+    assert "Connected to the case store as clin-a" in out
+    assert "Invented: bound notebook: draft, ERN-TEST" in out
+
+    # asked again, the desk opens the same notebook and keeps what the user wrote in it
+    file.write_text(file.read_text().replace("## Files", "## Files (my notes)"))
+    again = json.loads(
+        (await jp_fetch("cpms/api/case-notebook", case["id"], method="POST", body=b"")).body
+    )
+    assert again == {"path": path, "created": False}
+    assert "my notes" in file.read_text()
+
+
+SLIDE_SAMPLE = Path(
+    os.environ.get("CPMS_SLIDE_SAMPLE", REPO.parent / "shared" / "data" / "CMU-1-Small-Region.svs")
+)
+
+
+async def test_case_notebook_lists_the_cases_images_with_a_viewer_each(
+    jp_fetch, as_user, deployment, jp_root_dir
+):
+    if not SLIDE_SAMPLE.exists():
+        pytest.skip(f"sample slide not found at {SLIDE_SAMPLE}")
+    token = as_user("clin-a")
+    case = _case(deployment, token, "Invented: biopsy")
+    with _store(deployment, token) as api:
+        up = api.post(
+            f"/cases/{case['id']}/files",
+            content=SLIDE_SAMPLE.read_bytes(),
+            headers={"X-CPMS-Filename": "CMU-1-Small-Region.svs", "Content-Type": "image/tiff"},
+            timeout=120,
+        )
+        assert up.status_code == 201, up.text
+        slide = api.post(
+            f"/cases/{case['id']}/slides", json={"file_id": up.json()["id"]}, timeout=120
+        ).json()
+
+    detail = json.loads((await jp_fetch("cpms/api/cases", case["id"])).body)
+    assert detail["slides"] == [{"id": slide["id"], "width": 2220, "height": 2967}]
+    assert [f["id"] for f in detail["files"]] == [slide["file_id"]]
+
+    resp = await jp_fetch("cpms/api/case-notebook", case["id"], method="POST", body=b"")
+    nb = nbformat.read(jp_root_dir / json.loads(resp.body)["path"], as_version=4)
+    viewers = [c.source for c in nb.cells if "SlideViewer(client" in c.source]
+    assert viewers == [f'SlideViewer(client, CASE_ID, "{slide["id"]}")']
+    # every cell runs, the viewer included (it asks the store for a grant as the user)
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
