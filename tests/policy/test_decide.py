@@ -78,8 +78,6 @@ def expected(role: Role, action: Action, relation: str, status: CaseStatus, cons
         return (
             relation == "panel-member" and status is not CaseStatus.DRAFT and consent == "granted"
         )
-    # writes: the case's own clinicians only, while it is not closed
-    return relation in ("owner", "assistant") and status is not CaseStatus.CLOSED
     # writes: the case's own clinicians only, while it is not closed (whether a case can
     # be submitted is the lifecycle's call: a 409, not a policy refusal)
     open_or_submit = status is not CaseStatus.CLOSED or action is Action.CASE_SUBMIT
