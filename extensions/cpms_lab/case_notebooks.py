@@ -97,8 +97,8 @@ def case_notebook(case_id: str, slide_ids: list[str]) -> dict[str, Any]:
                 f"{len(slide_ids)} whole-slide image(s), one viewer each "
                 "(tiles come from the store with a short-lived grant)."
                 if slide_ids
-                else "No whole-slide images yet: `client.upload(CASE_ID, path)` then "
-                "`client.import_slide(CASE_ID, file_id)` adds one."
+                else "No whole-slide images yet: "
+                "`client.import_slide(CASE_ID, 'slide.svs')` adds one."
             )
         ),
         new_code_cell("slides = client.list_slides(CASE_ID)\n[s['id'] for s in slides]"),

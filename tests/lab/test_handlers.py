@@ -150,10 +150,10 @@ async def test_unknown_case_is_the_stores_404(jp_fetch, as_user):
     assert status == 404 and body["status"] == 404 and body["reasons"]
 
 
-async def test_notifications_are_empty_while_the_store_has_no_review_part(jp_fetch, as_user):
-    as_user("clin-a")
+async def test_notifications_come_from_the_store_inbox(jp_fetch, as_user):
+    as_user("sci-d")  # nobody invites a data scientist: an empty inbox, but a real one
     resp = await jp_fetch("cpms/api/notifications")
-    assert json.loads(resp.body) == {"available": False, "notifications": []}
+    assert json.loads(resp.body) == {"available": True, "notifications": []}
 
 
 async def test_outcome_pdf_without_an_outcome_is_a_404(jp_fetch, as_user, deployment):

@@ -247,6 +247,8 @@ def _check_codestreams(ds: Dataset, layout: FrameLayout) -> None:
 
 def decode_frames(ds: Dataset) -> tuple[bytes, FrameLayout]:
     """All frames decoded to little-endian, interleaved samples, frame after frame."""
+    if ds.get("PixelData") is None:  # present but empty reads back as None
+        raise ValidationError("PixelData", "is missing or empty")
     layout = frame_layout(ds)
     ts = transfer_syntax(ds)
     if ts.is_encapsulated:

@@ -256,6 +256,8 @@ def prepare_instance(
         pixels = None  # the masked file is native: served from the file itself
     elif risk is not None:
         extra.append("Burned-in text risk confirmed by the importer")
+    if ds.get("PixelData") is None:  # present but empty reads back as None
+        raise ValidationError("PixelData", "is missing or empty")
     native = passthrough(ds)
     if native:
         layout = frame_layout(ds)
