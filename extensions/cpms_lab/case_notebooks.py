@@ -21,7 +21,14 @@ import nbformat
 from nbformat.corpus.words import generate_corpus_id
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-__all__ = ["CASES_FOLDER", "connect_cell", "new_case_notebook", "case_notebook", "template"]
+__all__ = [
+    "CASES_FOLDER",
+    "REQUESTS_HEADING",
+    "connect_cell",
+    "new_case_notebook",
+    "case_notebook",
+    "template",
+]
 
 #: where the desk puts the notebooks it writes, relative to the server's root folder
 CASES_FOLDER = "cases"
@@ -40,6 +47,22 @@ from cpms_widgets import CaseStoreClient
 client = CaseStoreClient.from_env()
 me = client.me()
 print(f"Connected to the case store as {me['name']} ({', '.join(me['roles'])})")"""
+
+
+#: where a "request for more information" notification leads: the owner answers here
+REQUESTS_HEADING = (
+    "## Requests from the panel\n\n"
+    "The panel's questions to you about this case. Answer one with "
+    '`client.answer_information_request(CASE_ID, request_id, "your answer")`.'
+)
+
+REQUESTS_SOURCE = """\
+requests = client.information_requests(CASE_ID)
+for r in requests:
+    print(f"{r.id} asked by {r.asked_by}: {r.question}")
+    print(f"    answered by {r.answered_by}: {r.answer}" if r.answer else "    not answered yet")
+if not requests:
+    print("No requests from the panel.")"""
 
 
 def template() -> Any:
@@ -74,7 +97,7 @@ def new_case_notebook() -> dict[str, Any]:
 
 
 def case_notebook(case_id: str, slide_ids: list[str]) -> dict[str, Any]:
-    """A notebook bound to one case: its id, the client, its files and one viewer per slide."""
+    """A notebook bound to one case: id, client, files, a viewer per slide, panel requests."""
     literal = json.dumps(case_id)  # a Python string literal of the id, whatever it holds
     cells = [
         new_markdown_cell(
@@ -107,4 +130,5 @@ def case_notebook(case_id: str, slide_ids: list[str]) -> dict[str, Any]:
         cells.append(new_code_cell("from cpms_widgets.viewers import SlideViewer"))
     for slide_id in slide_ids:
         cells.append(new_code_cell(f"SlideViewer(client, CASE_ID, {json.dumps(slide_id)})"))
+    cells += [new_markdown_cell(REQUESTS_HEADING), new_code_cell(REQUESTS_SOURCE)]
     return _notebook(cells)

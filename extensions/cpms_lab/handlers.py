@@ -16,6 +16,7 @@ route                                     method  what
 ``cpms/api/cases/<id>``                   GET     one case's summary, files and slides
 ``cpms/api/cases/<id>/outcome.pdf``       GET     the signed outcome PDF (inline)
 ``cpms/api/notifications``                GET     ``{available, notifications}``
+``cpms/api/notifications/<id>/read``      POST    mark one notification read
 ``cpms/api/new-case-notebook``            POST    a new notebook from the template
 ``cpms/api/case-notebook/<id>``           POST    the notebook bound to a case
 ========================================  ======  ==========================================
@@ -24,8 +25,10 @@ route                                     method  what
 from __future__ import annotations
 
 import json
+import os
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -41,6 +44,12 @@ __all__ = ["setup_handlers", "ROUTES"]
 #: the resource name Jupyter's authorizer sees for every desk request
 AUTH_RESOURCE = "cpms"
 _CASE_ID = r"(?P<case_id>[^/]+)"
+_NOTE_ID = r"(?P<notification_id>[^/]+)"
+
+
+def hub_base_url() -> str:
+    """The hub's base URL (``/`` unless the hub runs below a prefix); the hub sets it."""
+    return os.environ.get("JUPYTERHUB_BASE_URL") or "/"
 
 
 class DeskHandler(APIHandler):
@@ -82,10 +91,29 @@ class CasesHandler(DeskHandler):
     @authorized
     async def get(self) -> None:
         try:
-            cases = await self.store().get_json("/cases")
+            store = self.store()
+            cases = await store.get_json("/cases")
+            deadlines = await _panel_deadlines(store)
         except StoreRefusal as refusal:
             return self.refuse(refusal)
-        self.finish(json.dumps([case_summary(c) for c in cases]))
+        base = hub_base_url()
+        self.finish(
+            json.dumps(
+                [case_summary(c, deadline=deadlines.get(c["id"]), base_url=base) for c in cases]
+            )
+        )
+
+
+async def _panel_deadlines(store: StoreGateway) -> dict[str, str]:
+    """Case id -> its panel's deadline, for the panels the user owns a case of or sits on."""
+    try:
+        panels = await store.get_json("/panels?scope=mine")
+    except StoreRefusal as refusal:
+        if refusal.status in (403, 404):
+            # no panel review part in this store, or not for this role: no deadlines to show
+            return {}
+        raise
+    return {p["case_id"]: p["deadline"] for p in panels if p.get("deadline")}
 
 
 class CaseHandler(DeskHandler):
@@ -101,7 +129,7 @@ class CaseHandler(DeskHandler):
             return self.refuse(refusal)
         self.finish(
             {
-                "case": case_summary(case),
+                "case": case_summary(case, base_url=hub_base_url()),
                 "files": [
                     {"id": f["id"], "name": f["name"], "media_type": f["media_type"]} for f in files
                 ],
@@ -120,11 +148,11 @@ class OutcomePdfHandler(DeskHandler):
             resp = await self.store().request("GET", case_path(case_id, "outcome", "pdf"))
         except StoreRefusal as refusal:
             return self.refuse(refusal)
-        self.set_header("Content-Type", "application/pdf")
         self.set_header("Content-Disposition", 'inline; filename="outcome.pdf"')
         # patient data: the browser may show it, not keep it
         self.set_header("Cache-Control", "no-store")
-        self.finish(resp.content)
+        # APIHandler.finish would label it JSON (and the browser's PDF viewer would not show it)
+        self.finish(resp.content, set_content_type="application/pdf")
 
 
 class NotificationsHandler(DeskHandler):
@@ -139,9 +167,26 @@ class NotificationsHandler(DeskHandler):
                 return self.finish({"available": False, "notifications": []})
             return self.refuse(refusal)
         notes = body.get("notifications", []) if isinstance(body, dict) else body
+        base = hub_base_url()
         self.finish(
-            {"available": True, "notifications": [notification_item(n) for n in notes or []]}
+            {
+                "available": True,
+                "notifications": [notification_item(n, base) for n in notes or []],
+            }
         )
+
+
+class NotificationReadHandler(DeskHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, notification_id: str) -> None:
+        try:
+            resp = await self.store().request(
+                "POST", "/notifications/" + quote(notification_id, safe="") + "/read"
+            )
+        except StoreRefusal as refusal:
+            return self.refuse(refusal)
+        self.finish(notification_item(resp.json(), hub_base_url()))
 
 
 async def _unused_path(contents: Any, stem: str) -> str:
@@ -194,6 +239,7 @@ ROUTES: list[tuple[str, type[DeskHandler]]] = [
     (f"cpms/api/cases/{_CASE_ID}", CaseHandler),
     (f"cpms/api/cases/{_CASE_ID}/outcome.pdf", OutcomePdfHandler),
     ("cpms/api/notifications", NotificationsHandler),
+    (f"cpms/api/notifications/{_NOTE_ID}/read", NotificationReadHandler),
     ("cpms/api/new-case-notebook", NewCaseNotebookHandler),
     (f"cpms/api/case-notebook/{_CASE_ID}", CaseNotebookHandler),
 ]

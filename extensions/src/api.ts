@@ -20,6 +20,8 @@ export interface ICaseSummary {
   consent_granted: string[];
   panel_deadline: string | null;
   updated_at: string | null;
+  /** the review app's workspace of this case (made by the server extension) */
+  review_url: string;
 }
 
 export type NotificationKind =
@@ -31,10 +33,14 @@ export type NotificationKind =
 export interface INotification {
   id: string;
   kind: NotificationKind;
+  /** the store's own kind (mention, meeting, deadline, ...), for the record */
+  store_kind: string;
   case_id: string | null;
   text: string;
   created_at: string | null;
   read: boolean;
+  /** where the review app shows it (the inbox for an invitation, else the case) */
+  link: string;
 }
 
 export interface INotificationsAnswer {
@@ -106,6 +112,9 @@ export const newCaseNotebook = (): Promise<INotebookAnswer> =>
 
 export const caseNotebook = (caseId: string): Promise<INotebookAnswer> =>
   deskJson(['case-notebook', encodeURIComponent(caseId)], { method: 'POST' });
+
+export const markRead = (id: string): Promise<INotification> =>
+  deskJson(['notifications', encodeURIComponent(id), 'read'], { method: 'POST' });
 
 export async function outcomePdf(caseId: string): Promise<Blob> {
   const response = await deskFetch(['cases', encodeURIComponent(caseId), 'outcome.pdf']);

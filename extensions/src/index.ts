@@ -17,13 +17,13 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette, showErrorMessage } from '@jupyterlab/apputils';
-import { PageConfig, URLExt } from '@jupyterlab/coreutils';
+import { PageConfig } from '@jupyterlab/coreutils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { INotebookTree } from '@jupyter-notebook/tree';
 
-import { caseNotebook, INotification, newCaseNotebook, outcomePdf } from './api';
+import { caseNotebook, INotification, markRead, newCaseNotebook, outcomePdf } from './api';
 import { outcomeTab } from './pdf';
 import { CasesPanel, describe } from './sidebar';
 
@@ -40,9 +40,6 @@ export namespace CommandIDs {
 /** how long after a cell ran the desk looks at the cases again */
 const AFTER_RUN_MS = 2000;
 
-/** the Panel review workspace, a hub service next to the store */
-const REVIEW_SERVICE = 'cpms-review';
-
 const caseIcon = new LabIcon({
   name: 'cpms:case',
   svgstr:
@@ -52,21 +49,16 @@ const caseIcon = new LabIcon({
     'v-3h3v-2h-3v-3h-2z"/></svg>'
 });
 
-/** The review app's page for a case, or null outside a JupyterHub deployment. */
-function reviewUrl(caseId: string): string | null {
-  const hubPrefix = PageConfig.getOption('hubPrefix'); // e.g. "/hub/"
-  if (!hubPrefix) {
-    return null;
+/**
+ * Where "Open in review app" goes: the URL given (a notification's link), else the
+ * review workspace the server extension names for the case (one place builds it).
+ */
+function reviewUrlOf(args: Record<string, unknown>, panel: CasesPanel): string | null {
+  if (typeof args.url === 'string' && args.url) {
+    return args.url;
   }
-  const root = hubPrefix.replace(/hub\/?$/, '');
-  const url = URLExt.join(
-    PageConfig.getOption('hubHost') || '',
-    root,
-    'services',
-    REVIEW_SERVICE,
-    '/'
-  );
-  return `${url}?case=${encodeURIComponent(caseId)}`;
+  const caseId = caseIdOf(args, panel);
+  return panel.cases.find(c => c.id === caseId)?.review_url ?? null;
 }
 
 function caseIdOf(args: Record<string, unknown>, panel: CasesPanel): string | null {
@@ -98,16 +90,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openReviewApp: caseId => void commands.execute(CommandIDs.openReviewApp, { caseId }),
       openOutcome: caseId => void commands.execute(CommandIDs.openOutcome, { caseId }),
       openNotification: (note: INotification) => {
-        if (!note.case_id) {
-          return;
+        if (!note.read) {
+          markRead(note.id)
+            .then(() => panel.refresh())
+            .catch(() => undefined); // still unread: it stays marked so
         }
-        const target = {
-          'panel-invitation': CommandIDs.openReviewApp,
-          'information-request': CommandIDs.openCaseNotebook,
-          'outcome-signed': CommandIDs.openOutcome,
-          other: CommandIDs.openCaseNotebook
-        }[note.kind];
-        void commands.execute(target, { caseId: note.case_id });
+        // the request is answered in the case's notebook, the outcome read as its PDF;
+        // an invitation is accepted in the review app's inbox, the rest is panel work there
+        if (note.kind === 'information-request' && note.case_id) {
+          void commands.execute(CommandIDs.openCaseNotebook, { caseId: note.case_id });
+        } else if (note.kind === 'outcome-signed' && note.case_id) {
+          void commands.execute(CommandIDs.openOutcome, { caseId: note.case_id });
+        } else {
+          void commands.execute(CommandIDs.openReviewApp, { url: note.link });
+        }
       }
     });
     panel.title.icon = caseIcon;
@@ -145,8 +141,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Open in review app',
       isEnabled: () => PageConfig.getOption('hubPrefix') !== '',
       execute: args => {
-        const caseId = caseIdOf(args, panel);
-        const url = caseId ? reviewUrl(caseId) : null;
+        const url = reviewUrlOf(args, panel);
         if (url) {
           window.open(url, '_blank', 'noopener');
         }

@@ -160,7 +160,8 @@ export class CasesPanel extends Widget {
       this._showMessage(describe(cases.reason));
     }
     if (notes.status === 'fulfilled') {
-      const key = JSON.stringify(notes.value);
+      // the items name their cases' titles: redrawn when either changed
+      const key = JSON.stringify(notes.value) + this._casesKey;
       if (key !== this._notesKey) {
         this._notesKey = key;
         this._renderNotifications(notes.value);
@@ -280,6 +281,11 @@ export class CasesPanel extends Widget {
         item.tabIndex = 0;
         item.append(el('div', 'cpms-notification-kind', KIND_TEXT[note.kind]));
         item.append(el('div', 'cpms-notification-text', note.text));
+        // the case's title from the user's own list (the notification itself carries none)
+        const title = this._cases.find(c => c.id === note.case_id)?.title;
+        if (title) {
+          item.append(el('div', 'cpms-notification-case', title));
+        }
         item.addEventListener('click', () => this.actions.openNotification(note));
         item.addEventListener('keydown', event => {
           if (event.key === 'Enter') {

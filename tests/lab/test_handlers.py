@@ -14,15 +14,21 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import nbformat
 import pytest
+from cpms_lab.case_notebooks import REQUESTS_HEADING
+from cpms_lab.summaries import REVIEW_SERVICE as DESK_REVIEW_SERVICE
 from nbclient import NotebookClient
 from tornado.httpclient import HTTPClientError
 
+from cpms_hub.hubconfig import REVIEW_SERVICE
 from tests.deployment import REPO
+from tests.reviewed_cases import QUESTION, panel_on_case, sign_outcome
 
 pytestmark = [pytest.mark.deployment]
 
@@ -35,6 +41,7 @@ GET_ROUTES = [
 POST_ROUTES = [
     "cpms/api/new-case-notebook",
     "cpms/api/case-notebook/00000000-0000-4000-8000-000000000000",
+    "cpms/api/notifications/00000000-0000-4000-8000-000000000000/read",
 ]
 
 
@@ -117,6 +124,8 @@ async def test_cases_lists_the_users_cases_with_status_network_and_consent(
         "consent_granted": [],
         "panel_deadline": None,
         "updated_at": made["updated_at"],
+        # the review app's workspace of the case (cpms_widgets.apps.home reads ?case=)
+        "review_url": f"/services/cpms-review/?case={made['id']}",
     }
     # the clinical content stays in the store: the sidebar gets no summary or patient fields
     assert "clinical_summary" not in rows[made["id"]] and "content" not in rows[made["id"]]
@@ -154,6 +163,65 @@ async def test_notifications_come_from_the_store_inbox(jp_fetch, as_user):
     as_user("sci-d")  # nobody invites a data scientist: an empty inbox, but a real one
     resp = await jp_fetch("cpms/api/notifications")
     assert json.loads(resp.body) == {"available": True, "notifications": []}
+
+
+async def test_a_panels_request_and_signed_outcome_reach_the_desk(
+    jp_fetch, as_user, deployment, tokens, jp_root_dir
+):
+    token = as_user("clin-a")
+    reviewed = panel_on_case(deployment, token, "Invented: desk notifications")
+    case_id = reviewed.case_id
+
+    async def mine() -> list[dict]:
+        body = json.loads((await jp_fetch("cpms/api/notifications")).body)
+        assert body["available"] is True
+        return [n for n in body["notifications"] if n["case_id"] == case_id]
+
+    (asked,) = await mine()
+    assert asked["kind"] == "information-request" and asked["store_kind"] == "information-request"
+    assert asked["read"] is False
+    assert asked["text"] == "The panel asks you for more information"
+    assert QUESTION not in json.dumps(asked)  # the question itself stays in the store
+
+    # the case list and the store's own link name the same page of the review app
+    rows = {c["id"]: c for c in json.loads((await jp_fetch("cpms/api/cases")).body)}
+    row = rows[case_id]
+    assert row["status"] == "panel-assembled"
+    assert row["panel_deadline"] == (date.today() + timedelta(days=14)).isoformat()
+    link = urlsplit(asked["link"])
+    assert f"{link.path}?{link.query}" == row["review_url"]
+    assert link.path == f"/services/{REVIEW_SERVICE}/" and DESK_REVIEW_SERVICE == REVIEW_SERVICE
+    assert parse_qs(link.query) == {"case": [case_id]}  # what the review app's home reads
+
+    # the request leads to the case's notebook, where the owner reads and answers it
+    resp = await jp_fetch("cpms/api/case-notebook", case_id, method="POST", body=b"")
+    nb = nbformat.read(jp_root_dir / json.loads(resp.body)["path"], as_version=4)
+    assert any(c.source == REQUESTS_HEADING for c in nb.cells)
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert f"asked by {reviewed.member}: {QUESTION}" in printed
+    assert "not answered yet" in printed
+
+    # opened, it is marked read (for its addressee only)
+    marked = await jp_fetch("cpms/api/notifications", asked["id"], "read", method="POST", body=b"")
+    read = json.loads(marked.body)
+    assert read["id"] == asked["id"] and read["read"] is True
+    assert (await mine())[0]["read"] is True
+    as_user("clin-b")
+    status, body = await _refused(
+        jp_fetch, "cpms/api/notifications", asked["id"], "read", method="POST", body=b""
+    )
+    assert status == 404 and body["reasons"]
+
+    # the panel signs: the owner is told, and the outcome PDF comes through the desk
+    as_user("clin-a")
+    sign_outcome(deployment, reviewed)
+    kinds = {n["kind"] for n in await mine()}
+    assert kinds == {"information-request", "outcome-signed"}
+    pdf = await jp_fetch("cpms/api/cases", case_id, "outcome.pdf")
+    assert pdf.headers["Content-Type"] == "application/pdf"
+    assert pdf.headers["Cache-Control"] == "no-store"
+    assert pdf.body.startswith(b"%PDF-")
 
 
 async def test_outcome_pdf_without_an_outcome_is_a_404(jp_fetch, as_user, deployment):
