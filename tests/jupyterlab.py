@@ -1,5 +1,6 @@
-"""Driving a real JupyterLab in Debian's Chromium: launch settings, waiting for a
-notebook's kernel, running all its cells.
+"""Driving a real JupyterLab in Debian's Chromium: launch settings, logging in and
+landing in JupyterLab, writing its settings, waiting for a notebook's kernel,
+running all its cells.
 
 Before the kernel is connected, "Run All Cells" makes JupyterLab ask for a kernel
 and run nothing; these helpers wait for the user server to report the notebook's
@@ -9,12 +10,13 @@ comes up.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 from playwright.sync_api import expect
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "kernel_ready", "run_all"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "open_lab", "lab_settings", "kernel_ready", "run_all"]
 
 CHROMIUM = "/usr/bin/chromium"
 #: without the background-networking flags Chromium keeps dialling out of a closed network
@@ -28,6 +30,38 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+
+
+def lab_settings(page, deployment, user: str, plugin: str, settings: dict) -> None:  # noqa: ANN001
+    """Write one JupyterLab settings plugin of ``user`` through their server's REST API."""
+    lab = f"{deployment.url}/user/{user}/lab"
+    xsrf = next((c["value"] for c in page.context.cookies(lab) if c["name"] == "_xsrf"), "")
+    resp = page.request.put(
+        f"{lab}/api/settings/{plugin}",
+        data=json.dumps({"raw": json.dumps(settings)}),
+        headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"},
+    )
+    assert resp.ok, (plugin, resp.status, resp.text())
+
+
+def open_lab(page, deployment, account) -> None:  # noqa: ANN001
+    """Log ``account`` in at the hub (password and TOTP) and wait for their JupyterLab.
+
+    Its news and update checks are turned off (they would dial out and pop up).
+    """
+    # imported here: that module skips itself without Playwright, and conftest imports this one
+    from tests.integration.test_accounts_browser import LAB_TIMEOUT_MS, _login, _wait_for_lab
+
+    _login(page, deployment, account.name, account.password, account.code(), next_url=None)
+    _wait_for_lab(page, deployment, account.name)
+    expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+    lab_settings(
+        page,
+        deployment,
+        account.name,
+        "@jupyterlab/apputils-extension:notification",
+        {"fetchNews": "false", "checkForUpdates": False},
+    )
 
 
 def kernel_ready(page, deployment, user: str, notebook: str, timeout_ms: int) -> None:  # noqa: ANN001

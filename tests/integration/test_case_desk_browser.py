@@ -3,11 +3,20 @@
 A dedicated clinician with two invented cases logs in (password and TOTP),
 lands in JupyterLab and opens the "Cases" sidebar: it lists their cases —
 and not another hospital's — with network, status and consent, filters them,
-shows that there are no notifications (this store has no panel review part
-yet), opens a case as a notebook bound to it, and "New case" opens a notebook
-from the submission template whose first cell connects the client; after a
-cell runs the list is fetched again. The same sidebar then follows the dark
-theme. In Notebook 7 the desk is a tab of the file page and opens a case.
+shows that their (real, empty) inbox has no notifications, opens a case as a
+notebook bound to it, and "New case" opens a notebook from the submission
+template whose first cell connects the client; after a cell runs the list is
+fetched again. The same sidebar then follows the dark theme. In Notebook 7
+the desk is a tab of the file page and opens a case.
+
+Notifications are real ones: a coordinator assembles a panel on another
+clinician's case, the panel accepts and asks for more information, and later
+signs the outcome (all through the store's API, see
+:mod:`tests.reviewed_cases`). In JupyterLab the request opens the case's
+notebook, which shows the question when run; the signed outcome opens its PDF
+in a JupyterLab tab (the bytes the tab shows are a PDF, fetched through the
+server extension); the case's *Review* button opens the review app's
+workspace of that case in a browser tab of its own.
 Screenshots go to the test's ``tmp_path``.
 """
 
@@ -15,19 +24,14 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.integration.test_accounts_browser import (
-    LAB_TIMEOUT_MS,
-    _login,
-    _stop_server,
-    _unique,
-    _wait_for_lab,
-)
-from tests.integration.test_case_form_browser import _lab_settings
-from tests.jupyterlab import run_all
+from tests.integration.test_accounts_browser import LAB_TIMEOUT_MS, _stop_server, _unique
+from tests.jupyterlab import lab_settings, open_lab, run_all
+from tests.reviewed_cases import QUESTION, panel_on_case, sign_outcome
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -84,16 +88,7 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         page.screenshot(path=str(tmp_path / f"{shot:02d}-{label}.png"))
 
     try:
-        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
-        _wait_for_lab(page, deployment, name)
-        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
-        _lab_settings(
-            page,
-            deployment,
-            name,
-            "@jupyterlab/apputils-extension:notification",
-            {"fetchNews": "false", "checkForUpdates": False},
-        )
+        open_lab(page, deployment, acc)
 
         # -- the sidebar lists this user's cases, and only theirs ---------------------------
         desk = _open_desk(page)
@@ -105,7 +100,7 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         expect(row.locator(".cpms-case-network")).to_have_text("ERN-TEST")
         expect(row.locator(".cpms-case-status")).to_have_text("draft")
         expect(row.locator(".cpms-case-consent")).to_have_text("no consent yet")
-        # no notifications from a store without the panel review part, and none invented
+        # nobody asked this clinician anything yet: their real inbox is empty, none invented
         expect(desk.locator(".cpms-notifications-empty")).to_be_visible()
         expect(desk.locator(".cpms-notification")).to_have_count(0)
         step("sidebar")
@@ -137,10 +132,10 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
         expect(page.locator(".lm-TabBar-tab", has_text="Outcome")).to_have_count(0)
 
         # -- the review app opens in a browser tab of its own, for this case ---------------
+        # (the workspace itself is checked in the notifications test below)
         with page.context.expect_page() as review:
             row.locator(".cpms-case-review").click()
         review.value.wait_for_load_state("commit")
-        # (this deployment has no review service yet: the hub answers for its path)
         assert f"/services/cpms-review/?case={ataxia['id']}" in review.value.url
         review.value.close()
 
@@ -180,7 +175,7 @@ def test_sidebar_lists_cases_opens_them_and_new_case_connects(deployment, page, 
 
         # -- the dark theme: the desk takes JupyterLab's colours ----------------------------
         light = _rgb(page, "#cpms-case-desk")
-        _lab_settings(
+        lab_settings(
             page,
             deployment,
             name,
@@ -206,8 +201,7 @@ def test_notebook_7_tree_has_a_cases_tab_that_opens_a_case(deployment, page, tmp
     name = acc.name
     case = _case(deployment, deployment.token(name), "Invented: Notebook 7 case")
     try:
-        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
-        _wait_for_lab(page, deployment, name)
+        open_lab(page, deployment, acc)
         page.goto(f"{deployment.url}/user/{name}/tree")
         # Notebook 7's file page has no side bar: the desk is a tab beside Files and Running
         page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Cases").click()
@@ -230,4 +224,104 @@ def test_notebook_7_tree_has_a_cases_tab_that_opens_a_case(deployment, page, tmp
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         raise
     finally:
+        _stop_server(deployment, name)
+
+
+def _pdf_in_frame(page) -> dict:  # noqa: ANN001
+    """What the Outcome tab's frame shows: its address's scheme, and the bytes behind it."""
+    frame = page.locator(".cpms-outcome-pdf iframe")
+    expect(frame).to_be_visible()
+    return frame.evaluate(
+        """async el => {
+            const blob = await (await fetch(el.src)).blob();
+            const head = new Uint8Array(await blob.slice(0, 5).arrayBuffer());
+            return {scheme: new URL(el.src).protocol, type: blob.type, size: blob.size,
+                    head: String.fromCharCode(...head)};
+        }"""
+    )
+
+
+def test_notifications_open_the_case_notebook_the_outcome_and_the_review_app(
+    deployment, page, tmp_path
+):
+    acc = deployment.add_account(_unique("desknote"), ("clinician",), hospital="Hospital A")
+    name = acc.name
+    title = f"Invented {uuid.uuid4().hex[:6]}: girl, 5, seizures"
+    # a panel on the clinician's case, which asks them for more information
+    reviewed = panel_on_case(deployment, deployment.token(name), title)
+    case_id = reviewed.case_id
+    urls: list[str] = []
+    page.on("request", lambda req: urls.append(req.url))
+    try:
+        open_lab(page, deployment, acc)
+        desk = _open_desk(page)
+        row = desk.locator(f".cpms-case-item[data-case-id='{case_id}']")
+        expect(row.locator(".cpms-case-status")).to_have_text("panel-assembled")
+        expect(row.locator(".cpms-case-deadline")).to_contain_text("panel by ")
+
+        # -- the request for more information: unread, named by its case's title ------------
+        asked = desk.locator(f".cpms-notification-information-request[data-case-id='{case_id}']")
+        expect(asked).to_have_count(1)
+        expect(asked.locator(".cpms-notification-kind")).to_have_text("Information requested")
+        expect(asked.locator(".cpms-notification-case")).to_have_text(title)
+        expect(asked).to_contain_class("cpms-mod-unread")
+        page.screenshot(path=str(tmp_path / "01-notification.png"))
+
+        # ... opens the case's notebook, where the question shows and is answered
+        asked.click()
+        notebook = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+        expect(notebook).to_contain_text(f'CASE_ID = "{case_id}"', timeout=LAB_TIMEOUT_MS)
+        expect(notebook).to_contain_text("Requests from the panel")
+        path = f"cases/case-{case_id}.ipynb"
+        expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")).to_contain_text(
+            path.split("/")[1]
+        )
+        # opened, it is read (the store says so, and the desk shows it)
+        expect(asked).not_to_contain_class("cpms-mod-unread")
+        question = page.locator(".jp-OutputArea-output", has_text=QUESTION)
+        run_all(page, deployment, name, path, question, KERNEL_TIMEOUT_MS)
+        expect(question).to_contain_text(f"asked by {reviewed.member}")
+        page.screenshot(path=str(tmp_path / "02-request-in-notebook.png"))
+
+        # -- the panel signs the outcome: the desk shows it on Refresh ----------------------
+        sign_outcome(deployment, reviewed)
+        desk.locator(".cpms-refresh").click()
+        signed = desk.locator(f".cpms-notification-outcome-signed[data-case-id='{case_id}']")
+        expect(signed).to_have_count(1)
+        expect(signed.locator(".cpms-notification-kind")).to_have_text("Outcome signed")
+        expect(row.locator(".cpms-case-status")).to_have_text("outcome-signed")
+
+        # ... opens the outcome PDF in a JupyterLab tab, through the server extension
+        pdf_path = f"/user/{name}/cpms/api/cases/{case_id}/outcome.pdf"
+        # (JupyterLab adds a cache-busting query to its GETs)
+        with page.expect_response(lambda r: urlsplit(r.url).path == pdf_path) as answer:
+            signed.click()
+        assert answer.value.status == 200
+        assert answer.value.headers["content-type"] == "application/pdf"
+        assert answer.value.headers["cache-control"] == "no-store"
+        tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+        expect(tab).to_contain_text("Outcome")
+        shown = _pdf_in_frame(page)
+        assert shown["scheme"] == "blob:" and shown["type"] == "application/pdf", shown
+        assert shown["head"] == "%PDF-" and shown["size"] > 500, shown
+        page.screenshot(path=str(tmp_path / "03-outcome-pdf.png"))
+
+        # -- Review: the review app's workspace of this very case, in a tab of its own -------
+        with page.context.expect_page() as opened:
+            row.locator(".cpms-case-review").click()
+        review = opened.value
+        # through the hub's OAuth (no prompt: the browser is signed in) and back to the case
+        review.wait_for_url(f"**/services/cpms-review/?case={case_id}", timeout=LAB_TIMEOUT_MS)
+        expect(review.get_by_text(f"signed in as {name}")).to_be_visible(timeout=LAB_TIMEOUT_MS)
+        expect(review.get_by_text(title).first).to_be_visible(timeout=LAB_TIMEOUT_MS)
+        review.screenshot(path=str(tmp_path / "04-review-workspace.png"))
+        review.close()
+
+        # the front end never held a token: none in any address it asked for
+        assert not [u for u in urls if "token=" in u.lower()], urls
+    except Exception:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
+    finally:
+        print(f"screenshots in {Path(tmp_path)}")
         _stop_server(deployment, name)

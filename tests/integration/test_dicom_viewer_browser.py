@@ -42,12 +42,10 @@ from tests.data_gen import ct_series, us_cine
 from tests.deployment import REPO, free_port
 from tests.integration.test_accounts_browser import (
     LAB_TIMEOUT_MS,
-    _login,
     _stop_server,
     _unique,
-    _wait_for_lab,
 )
-from tests.jupyterlab import run_all
+from tests.jupyterlab import open_lab, run_all
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -245,16 +243,7 @@ def test_dicom_viewer_in_jupyterlab(deployment, page, imaged, tmp_path):
     name = acc.name
     traffic = Traffic(page)
     try:
-        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
-        _wait_for_lab(page, deployment, name)
-        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
-        _put(
-            page,
-            deployment,
-            name,
-            "lab/api/settings/@jupyterlab/apputils-extension:notification",
-            {"raw": json.dumps({"fetchNews": "false", "checkForUpdates": False})},
-        )
+        open_lab(page, deployment, acc)
         _put(
             page,
             deployment,

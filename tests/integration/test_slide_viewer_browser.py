@@ -28,13 +28,11 @@ from tests.integration.panel_slide import panel_case_with_slide
 from tests.integration.slide_browser import draw_point
 from tests.integration.test_accounts_browser import (
     LAB_TIMEOUT_MS,
-    _login,
     _stop_server,
     _unique,
-    _wait_for_lab,
 )
 from tests.integration.test_slides_http import SAMPLE
-from tests.jupyterlab import run_all
+from tests.jupyterlab import open_lab, run_all
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -135,16 +133,7 @@ def test_clinician_views_a_slide_in_jupyterlab(deployment, page, tmp_path):
     page.on("request", on_request)
     page.on("response", on_response)
     try:
-        _login(page, deployment, name, acc.password, acc.code(), next_url=None)
-        _wait_for_lab(page, deployment, name)
-        expect(page.locator("#jp-main-dock-panel")).to_be_visible(timeout=LAB_TIMEOUT_MS)
-        _put(
-            page,
-            deployment,
-            name,
-            "lab/api/settings/@jupyterlab/apputils-extension:notification",
-            {"raw": json.dumps({"fetchNews": "false", "checkForUpdates": False})},
-        )
+        open_lab(page, deployment, acc)
         _put(
             page,
             deployment,
