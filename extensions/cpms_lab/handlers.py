@@ -24,6 +24,7 @@ route                                     method  what
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from http import HTTPStatus
@@ -45,6 +46,8 @@ __all__ = ["setup_handlers", "ROUTES"]
 AUTH_RESOURCE = "cpms"
 _CASE_ID = r"(?P<case_id>[^/]+)"
 _NOTE_ID = r"(?P<notification_id>[^/]+)"
+#: where the last case list and its ETag are kept (the web app's settings: one per server)
+_LIST_CACHE = "cpms_lab_case_list"
 
 
 def hub_base_url() -> str:
@@ -92,16 +95,40 @@ class CasesHandler(DeskHandler):
     async def get(self) -> None:
         try:
             store = self.store()
-            cases = await store.get_json("/cases")
+            rows = await self._listed(store)
             deadlines = await _panel_deadlines(store)
         except StoreRefusal as refusal:
             return self.refuse(refusal)
-        base = hub_base_url()
         self.finish(
             json.dumps(
-                [case_summary(c, deadline=deadlines.get(c["id"]), base_url=base) for c in cases]
+                [
+                    {**r, "panel_deadline": deadlines.get(r["id"]) or r["panel_deadline"]}
+                    for r in rows
+                ]
             )
         )
+
+    async def _listed(self, store: StoreGateway) -> list[dict[str, Any]]:
+        """The case rows, listed again only when the store's ETag for the list changed.
+
+        The desk polls; each listing is an audited read of every case in it. With the tag
+        of the last listing the store answers 304 while nothing changed, and the rows kept
+        here (summaries only, never clinical content) are sent again.
+        """
+        # keyed by who asks (a server has one owner, but its token may be renewed)
+        caches = self.settings.setdefault(_LIST_CACHE, {})
+        who = hashlib.sha256(store.token.encode()).hexdigest()
+        kept: tuple[str, list[dict[str, Any]]] | None = caches.get(who)
+        headers = {"If-None-Match": kept[0]} if kept else {}
+        resp = await store.request("GET", "/cases", headers=headers)
+        if resp.status_code == 304 and kept:
+            return kept[1]
+        base = hub_base_url()
+        rows = [case_summary(c, base_url=base) for c in resp.json()]
+        etag = resp.headers.get("ETag")
+        if etag:
+            caches[who] = (etag, rows)
+        return rows
 
 
 async def _panel_deadlines(store: StoreGateway) -> dict[str, str]:

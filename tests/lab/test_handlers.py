@@ -134,6 +134,40 @@ async def test_cases_lists_the_users_cases_with_status_network_and_consent(
     assert detail == {"case": rows[made["id"]], "files": [], "slides": []}
 
 
+def _listings(deployment, case_id: str) -> int:
+    """How often the store's audit trail says the case was listed."""
+    state = deployment.open_state()
+    try:
+        with state.sessions() as s:
+            entries = state.audit.entries(s, limit=100_000)
+        return sum(1 for e in entries if e.action == "case.list" and e.case_id == case_id)
+    finally:
+        state.close()
+
+
+async def test_polling_lists_the_cases_again_only_when_they_changed(jp_fetch, as_user, deployment):
+    token = as_user("clin-a")
+    case = _case(deployment, token, "Invented: polled")
+    with _store(deployment, token) as api:
+        first = api.get("/cases")
+        etag = first.headers["ETag"]
+        # the store's own answer: 304 and no listing while the tag is current
+        assert api.get("/cases", headers={"If-None-Match": etag}).status_code == 304
+        assert api.get("/cases", headers={"If-None-Match": '"other"'}).status_code == 200
+
+    before = _listings(deployment, case["id"])
+    rows = json.loads((await jp_fetch("cpms/api/cases")).body)
+    for _ in range(3):  # the desk's polls while nothing changes
+        assert json.loads((await jp_fetch("cpms/api/cases")).body) == rows
+    assert _listings(deployment, case["id"]) == before + 1  # listed (and audited) once
+
+    with _store(deployment, token) as api:
+        assert api.patch(f"/cases/{case['id']}", json={"title": "Invented: renamed"}).is_success
+    rows = {r["id"]: r for r in json.loads((await jp_fetch("cpms/api/cases")).body)}
+    assert rows[case["id"]]["title"] == "Invented: renamed"
+    assert _listings(deployment, case["id"]) == before + 2
+
+
 async def test_other_hospitals_case_is_refused_with_the_stores_reasons(
     jp_fetch, as_user, deployment, tokens, jp_root_dir
 ):

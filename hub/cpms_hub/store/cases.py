@@ -307,18 +307,50 @@ class CaseStore:
     ) -> list[Case]:
         """Cases ``user`` is a member of (and of ``network``, for coordinators) that pass."""
         with session_scope(self.sessions) as s:
-            member_ids = select(CaseMemberRow.case_id).where(CaseMemberRow.user == user)
-            cond = CaseRow.id.in_(member_ids)
-            if network is not None:
-                cond = or_(cond, CaseRow.network == network)
-            rows = s.scalars(select(CaseRow).where(cond).order_by(CaseRow.created_at)).all()
             cases = []
-            for row in rows:
+            for row in self._listable(s, user, network):
                 if not authorize(_ref(row)).allowed:
                     continue
                 cases.append(self._decrypt_case(s, row))
                 self._allowed(s, ctx, "case.list", row.id)
             return cases
+
+    def list_fingerprint(self, *, user: str, network: str | None, authorize: Authorize) -> str:
+        """A fingerprint of what :meth:`list_cases` would answer now (an ETag for the list).
+
+        It changes whenever a listed case does in a way the list shows: a case comes or
+        goes, or its status, ``updated_at`` (every edit of title, summary or content bumps
+        it), members or consent change. It is made from clear columns (ids, states,
+        times, user names, consent scopes), nothing is decrypted and no patient data is
+        read, so it is not audited; a list fetched because the fingerprint changed is,
+        case by case, as always. Lets a client that polls the list (the JupyterLab case
+        desk) skip the listing, and its audit entry per case, while nothing changed.
+        """
+        digest = hashlib.sha256()
+        with session_scope(self.sessions) as s:
+            for row in self._listable(s, user, network):
+                ref = _ref(row)
+                if not authorize(ref).allowed:
+                    continue
+                seen = [
+                    ref.id,
+                    ref.status.value,
+                    ref.updated_at.isoformat(),
+                    sorted((m.user, m.role.value) for m in ref.members),
+                    sorted(c.value for c in ref.consent),
+                    sorted(c.value for c in ref.consent_withdrawn),
+                ]
+                digest.update(json.dumps(seen).encode() + b"\n")
+        return digest.hexdigest()[:32]
+
+    @staticmethod
+    def _listable(s: Session, user: str, network: str | None) -> list[CaseRow]:
+        """The rows :meth:`list_cases` considers, oldest first (before the policy's say)."""
+        member_ids = select(CaseMemberRow.case_id).where(CaseMemberRow.user == user)
+        cond = CaseRow.id.in_(member_ids)
+        if network is not None:
+            cond = or_(cond, CaseRow.network == network)
+        return list(s.scalars(select(CaseRow).where(cond).order_by(CaseRow.created_at)).all())
 
     def lookup_pseudonym(
         self, pseudonym: str, *, authorize: Authorize, ctx: AuditContext
