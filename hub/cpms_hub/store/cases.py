@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Protocol
 
 from sqlalchemy import and_, delete, func, literal, or_, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from cpms_hub.crypto import BlindIndex, FieldCipher
 from cpms_hub.crypto.segmented import DEFAULT_SEGMENT_SIZE, SegmentedReader, SegmentedWriter
@@ -350,7 +350,14 @@ class CaseStore:
         cond = CaseRow.id.in_(member_ids)
         if network is not None:
             cond = or_(cond, CaseRow.network == network)
-        return list(s.scalars(select(CaseRow).where(cond).order_by(CaseRow.created_at)).all())
+        # members and consents with two queries in all, not two per case (the policy reads both)
+        stmt = (
+            select(CaseRow)
+            .where(cond)
+            .options(selectinload(CaseRow.members), selectinload(CaseRow.consents))
+            .order_by(CaseRow.created_at)
+        )
+        return list(s.scalars(stmt).all())
 
     def lookup_pseudonym(
         self, pseudonym: str, *, authorize: Authorize, ctx: AuditContext
