@@ -7,7 +7,7 @@ shows that their (real, empty) inbox has no notifications, opens a case as a
 notebook bound to it, and "New case" opens a notebook from the submission
 template whose first cell connects the client; after a cell runs the list is
 fetched again. The same sidebar then follows the dark theme. In Notebook 7
-the desk is a tab of the file page and opens a case.
+the desk is a tab of the file page, opens a case and follows the dark theme too.
 
 Notifications are real ones: a coordinator assembles a panel on another
 clinician's case, the panel accepts and asks for more information, and later
@@ -50,8 +50,8 @@ def _case(deployment, token: str, title: str) -> dict:
         return resp.json()
 
 
-def _rgb(page, selector: str) -> tuple[int, ...]:
-    colour = page.locator(selector).evaluate("el => getComputedStyle(el).backgroundColor")
+def _rgb(page, selector: str, prop: str = "backgroundColor") -> tuple[int, ...]:
+    colour = page.locator(selector).first.evaluate(f"el => getComputedStyle(el).{prop}")
     return tuple(int(float(p)) for p in colour[colour.index("(") + 1 : -1].split(",")[:3])
 
 
@@ -220,6 +220,27 @@ def test_notebook_7_tree_has_a_cases_tab_that_opens_a_case(deployment, page, tmp
             f'CASE_ID = "{case["id"]}"', timeout=LAB_TIMEOUT_MS
         )
         nb_page.screenshot(path=str(tmp_path / "notebook7-case.png"))
+        nb_page.close()
+
+        # the dark theme (Notebook 7 shares JupyterLab's settings): the desk follows it
+        light = _rgb(page, "#cpms-case-desk")
+        lab_settings(
+            page,
+            deployment,
+            name,
+            "@jupyterlab/apputils-extension:themes",
+            {"theme": "JupyterLab Dark"},
+        )
+        page.reload()
+        page.locator(".jp-TreePanel .lm-TabBar-tab", has_text="Cases").click()
+        expect(row.locator(".cpms-case-title")).to_have_text(case["title"])
+        dark = _rgb(page, "#cpms-case-desk")
+        assert sum(dark) < sum(light) and sum(dark) < 3 * 100, (light, dark)
+        # and its text and buttons are light on it
+        for selector in (".cpms-case-title", ".cpms-case-notebook", ".cpms-case-review"):
+            text = _rgb(page, f"#cpms-case-desk {selector}", "color")
+            assert sum(text) > sum(dark) + 3 * 100, (selector, text, dark)
+        page.screenshot(path=str(tmp_path / "notebook7-dark.png"))
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         raise
