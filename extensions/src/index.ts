@@ -7,6 +7,12 @@
  * context-menu items on the sidebar's cases. Everything goes through the
  * server extension cpms_lab; the front end never holds a store token.
  *
+ * A notification opens where it is dealt with: a request for more information
+ * the case's notebook (the owner answers there), a signed outcome its PDF, an
+ * invitation the review app's inbox, other panel work the case's workspace;
+ * opening it marks it read. The review app's addresses come from the server
+ * extension (a case's `review_url`, a notification's `link`), never built here.
+ *
  * In Notebook 7 the file tree page has no side bar: there the desk is a
  * "Cases" tab next to "Files" and "Running"; in its notebook and editor pages
  * it is in the left side bar (View > Left Sidebar).
