@@ -533,7 +533,17 @@ class ReviewWorkspace(Viewer):
 
             app = SlideReviewApp(self.client, self.case_id, slide_id)
             self._slide_apps[slide_id] = app
+            # what the viewer learns (its own drawings, the others' it polls) reaches the
+            # discussion's list without another read of the store
+            app.viewer.param.watch(
+                lambda e, sid=slide_id: self._slide_annotations_changed(sid, e.new),
+                "annotations",
+            )
         return app
+
+    def _slide_annotations_changed(self, slide_id: str, found: list[dict[str, Any]]) -> None:
+        others = [a for a in self.annotations if a.slide_id != slide_id]
+        self.annotations = others + [SlideAnnotation.from_json(d) for d in found]
 
     @property
     def series(self) -> list[dict[str, Any]]:

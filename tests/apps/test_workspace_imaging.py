@@ -171,5 +171,15 @@ def test_annotations_listed_in_the_discussion(clients, imaged):
     viewer = ws.slide_app(imaged.slide_id).viewer
     assert viewer.focus_annotation == made.id
     assert made.id in {a["id"] for a in viewer.annotations}
+    # one drawn in the viewer (its front end asks the app) is listed in the discussion
+    viewer.annotation_request = {
+        "op": "add",
+        "kind": "point",
+        "points": [[50, 60]],
+        "comment": "second look",
+        "nonce": "n1",
+    }
+    assert viewer.annotation_status["ok"], viewer.annotation_status
+    assert "second look" in [r["comment"] for r in ws.annotation_rows()]
     assert not ws.show_annotation("no-such-annotation")
     assert "annotation" in ws.status.error
