@@ -2,7 +2,8 @@
 
 Run this module with each supported hub by running pytest from a venv that has
 that hub installed: the harness starts ``jupyterhub`` from the interpreter's own
-``bin`` folder. It checks what the other integration modules do not:
+``bin`` folder (``make test-hub55`` does it for JupyterHub 5.5, with this module
+and the review service's). It checks what the other integration modules do not:
 
 - the hub that runs is in the supported range;
 - ``Authenticator.auth_refresh_strict`` (new in 6.1) is set only where it
@@ -10,7 +11,9 @@ that hub installed: the harness starts ``jupyterhub`` from the interpreter's own
 - the store's own browser login: JupyterHub's OAuth flow through
   :class:`jupyterhub.services.auth.HubOAuth` (``oauth_login`` ->
   hub authorize -> ``oauth_callback`` -> ``token_for_code``), then the
-  cookie-authenticated API with its double-submit XSRF check.
+  cookie-authenticated API with its double-submit XSRF check;
+- the review apps' login (Panel's generic OAuth) and the scopes of the token
+  the hub issues to them: the person's CPMS scopes, no more.
 """
 
 from __future__ import annotations
