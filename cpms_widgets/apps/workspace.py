@@ -7,15 +7,17 @@ whole-slide image in the notebook's OpenSeadragon viewer with its shared
 annotations, and the DICOM series, opened in the notebook's DICOM viewer when
 one is chosen), the contributions (each expert's opinion; mine editable until
 the outcome is drafted), the threaded discussion with mentions and the slide
-annotations (each can move the slide viewer to it), requests for more information to the case
-owner (who answers here or from a notebook), meetings (each participant's
+annotations (each can move the slide viewer to it), requests for more
+information to the case owner (who answers here or from a notebook),
+meetings (each participant's
 local time, an .ics invitation, attendance and minutes) and the outcome (the
 lead drafts; every member endorses or dissents with a fresh authenticator
 code).
 
 Every action is one method (``save_contribution``, ``post_message``,
 ``request_information``, ``answer_information``, ``schedule_meeting``,
-``record_meeting``, ``draft_outcome``, ``endorse``) that the buttons call
+``record_meeting``, ``draft_outcome``, ``endorse``, ``open_series``,
+``show_annotation``) that the buttons call
 and tests call directly; each goes to the store as the signed-in user, and
 the store enforces membership and the lifecycle (a refusal shows its
 reasons in :class:`~cpms_widgets.apps.status.StatusLine`). Long discussions
