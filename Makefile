@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMPS := .make
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test test-hub55 setup lint bench clean
 
 VIEWERS := cpms_widgets/viewers/static/slide_viewer.js cpms_widgets/viewers/static/dicom_viewer.js
 # the case desk's front end (extensions/, TypeScript) built by @jupyterlab/builder (not in git)
@@ -55,6 +55,19 @@ demo: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# the older supported hub: JupyterHub 5.5 alone in $(HUB55), everything else seen from $(VENV)
+# (a .pth file adds its site-packages after the hub's own); the tests start the hub, the
+# services and cpms-admin from the running interpreter's folder, hence the script there
+HUB55 := .venv-hub55
+HUB55_TESTS ?= tests/integration/test_hub_versions.py tests/integration/test_review_service.py
+test-hub55: setup
+	test -x $(HUB55)/bin/python || $$($(PY) -c 'import sys; print(sys._base_executable)') -m venv $(HUB55)
+	$(HUB55)/bin/python -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "zz_cpms_venv.pth").write_text("import site; site.addsitedir(%r)\n" % sysconfig.get_paths(vars={"base": "$(CURDIR)/$(VENV)", "platbase": "$(CURDIR)/$(VENV)"})["purelib"])'
+	$(HUB55)/bin/python -m pip install -q --no-deps 'jupyterhub==5.5.4'
+	printf '#!$(CURDIR)/$(HUB55)/bin/python\nimport sys\nfrom cpms_hub.admin import main\nsys.exit(main())\n' > $(HUB55)/bin/cpms-admin
+	chmod +x $(HUB55)/bin/cpms-admin
+	$(HUB55)/bin/python -m pytest -p no:cacheprovider $(HUB55_TESTS) $(PYTEST_ARGS)
+
 lint: setup
 	$(VENV)/bin/ruff check hub cpms_widgets extensions tests benchmarks jupyterhub_config.py
 
@@ -63,5 +76,5 @@ bench: setup
 	$(PY) benchmarks/review.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules extensions/lib extensions/tsconfig.tsbuildinfo \
+	rm -rf $(STAMPS) $(VENV) $(HUB55) node_modules extensions/lib extensions/tsconfig.tsbuildinfo \
 		extensions/cpms_lab/labextension

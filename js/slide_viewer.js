@@ -311,6 +311,15 @@ export default {
       viewer.viewport.fitBounds(rect);
     }
 
+    // the host asks to show one annotation (the review discussion's "Show on the slide")
+    function focusAsked() {
+      const id = model.get("focus_annotation");
+      const ann = (model.get("annotations") || []).find((a) => a.id === id);
+      if (!id || !ann || !item()) return;
+      goTo(ann);
+      root.dataset.focused = id;
+    }
+
     function setTool(name) {
       tool = name;
       root.dataset.tool = name;
@@ -470,6 +479,7 @@ export default {
         viewer.addHandler(name, updateScale);
       }
       drawingHandlers();
+      viewer.addOnceHandler("open", focusAsked);
     }
 
     // wire the toolbar and comment box
@@ -521,6 +531,7 @@ export default {
     model.on("change:annotation_status", onStatus);
     model.on("change:can_annotate", onUser);
     model.on("change:user", onUser);
+    model.on("change:focus_annotation", focusAsked);
 
     // the other reviewers' annotations, and a fresh grant before this one expires
     let lastPoll = Date.now();
@@ -557,6 +568,7 @@ export default {
       model.off("change:annotation_status", onStatus);
       model.off("change:can_annotate", onUser);
       model.off("change:user", onUser);
+      model.off("change:focus_annotation", focusAsked);
       if (viewer) viewer.destroy();
     };
   },

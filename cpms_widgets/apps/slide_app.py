@@ -60,6 +60,8 @@ class SlideViewerComponent(pn.custom.AnyWidgetComponent):
     annotation_request = param.Dict(default={})
     annotation_status = param.Dict(default={})
     poll_seconds = param.Number(default=DEFAULT_POLL_SECONDS)
+    #: the id of an annotation to move the view to (set by the review workspace)
+    focus_annotation = param.String(default="")
 
     def __init__(self, session: SlideSession, **params: Any) -> None:
         bundle_text()  # fails early, with the fix, if the front end is not built

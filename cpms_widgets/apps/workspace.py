@@ -3,27 +3,41 @@
 Tabs: the case summary (title, clinical summary, phenotypes with their HPO
 labels, diagnoses with ORPHA / ICD-10 labels, genetic findings, the
 clinician's question, consent state, attachments), the images (each
-whole-slide image in the notebook's OpenSeadragon viewer), the contributions
-(each expert's opinion; mine editable until the outcome is drafted), the
-threaded discussion with mentions, requests for more information to the case
-owner (who answers here or from a notebook), meetings (each participant's
+whole-slide image in the notebook's OpenSeadragon viewer with its shared
+annotations, and the DICOM series, opened in the notebook's DICOM viewer when
+one is chosen), the contributions (each expert's opinion; mine editable until
+the outcome is drafted), the threaded discussion with mentions and the slide
+annotations (each can move the slide viewer to it), requests for more
+information to the case owner (who answers here or from a notebook),
+meetings (each participant's
 local time, an .ics invitation, attendance and minutes) and the outcome (the
 lead drafts; every member endorses or dissents with a fresh authenticator
 code).
 
 Every action is one method (``save_contribution``, ``post_message``,
 ``request_information``, ``answer_information``, ``schedule_meeting``,
-``record_meeting``, ``draft_outcome``, ``endorse``) that the buttons call
+``record_meeting``, ``draft_outcome``, ``endorse``, ``open_series``,
+``show_annotation``) that the buttons call
 and tests call directly; each goes to the store as the signed-in user, and
 the store enforces membership and the lifecycle (a refusal shows its
 reasons in :class:`~cpms_widgets.apps.status.StatusLine`). Long discussions
 render as one Markdown document, not one widget per message, so a case with
 hundreds of messages stays quick to open.
+
+Loading reads every part of the case at once. A part the store refuses to
+this person (403: an owner is not on the panel, so the discussion is not
+theirs to read) is not shown as if it were empty: its tab says which part is
+withheld and the store's reasons (:attr:`ReviewWorkspace.withheld`). Only
+where 404 truly means "not there yet" (no panel assembled, no outcome
+drafted) is it taken as absence. The viewers are heavy (an ESM bundle, a
+grant, an audited read each), so they are built only when the Images tab is
+shown (slides) or a series is chosen (DICOM), never on page load.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,7 +46,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from cpms_hub.domain import Case, CaseStatus, CpmsError, ValidationError
+from cpms_hub.domain import Case, CaseStatus, CpmsError, SlideAnnotation, ValidationError
 from cpms_hub.domain.review import (
     Contribution,
     EndorsementDecision,
@@ -47,7 +61,35 @@ from cpms_hub.domain.review import (
 from ..client import CaseStoreClient
 from .status import StatusLine
 
-__all__ = ["ReviewWorkspace", "thread_order", "local_times"]
+__all__ = ["PARTS", "Part", "ReviewWorkspace", "thread_order", "local_times"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the workspace read from the store at load time."""
+
+    param: str  # the workspace parameter it fills
+    method: str  # the client method that reads it (called with the case id)
+    label: str  # how the page names it when it is withheld
+    absent_on_404: bool = False  # 404 means "not there yet", not a fault
+
+
+#: what the workspace reads besides the case itself, in the order loaded
+PARTS: tuple[Part, ...] = (
+    Part("panel", "get_panel", "the panel", absent_on_404=True),
+    Part("consent", "consents", "the consent record"),
+    Part("files", "list_files", "the attachments"),
+    Part("slides", "list_slides", "the slides"),
+    Part("studies", "list_studies", "the DICOM studies"),
+    Part("contributions", "contributions", "the contributions"),
+    Part("messages", "messages", "the discussion"),
+    Part("annotations", "case_annotations", "the slide annotations"),
+    Part("requests", "information_requests", "the requests for information"),
+    Part("meetings", "meetings", "the meetings"),
+    Part("outcome", "outcome_json", "the outcome", absent_on_404=True),
+)
+_PART = {p.param: p for p in PARTS}
+_IMAGES_TAB = 1  # the Images tab's index (see ``__panel__``)
 
 
 def thread_order(messages: list[Message]) -> list[tuple[int, Message]]:
@@ -97,11 +139,17 @@ class ReviewWorkspace(Viewer):
     consent = param.Dict(default={})
     files = param.List(default=[])
     slides = param.List(default=[])
+    studies = param.List(default=[], doc="The case's DICOM studies, each with its series")
+    annotations = param.List(default=[], item_type=SlideAnnotation)
     contributions = param.List(default=[], item_type=Contribution)
     messages = param.List(default=[], item_type=Message)
     requests = param.List(default=[], item_type=InformationRequest)
     meetings = param.List(default=[], item_type=Meeting)
     loading = param.Boolean(default=True, doc="Still fetching the case from the store")
+    withheld = param.Dict(
+        default={}, doc="part → the store's reasons, for each part refused to this person"
+    )
+    dicom_series = param.String(default="", doc="The DICOM series on show ('' = none yet)")
     outcome = param.Dict(
         default=None, allow_None=True, doc="GET /outcome as sent (sha256, pending)"
     )
@@ -122,6 +170,11 @@ class ReviewWorkspace(Viewer):
         super().__init__(**params)
         self.client = client
         self.status = StatusLine()
+        # the viewers, built on demand (see the module's docstring)
+        self._slide_apps: dict[str, Any] = {}
+        self.dicom: Any = None  # a DicomApp once a series is opened
+        self._dicom_area = pn.Column(sizing_mode="stretch_width")
+        self._tabs: pn.Tabs | None = None
         if not load:
             return
         doc = pn.state.curdoc
@@ -136,54 +189,38 @@ class ReviewWorkspace(Viewer):
 
     async def _load_served(self) -> None:
         cid = self.case_id
-        parts = (
-            self.client.get_panel,
-            self.client.consents,
-            self.client.list_files,
-            self.client.list_slides,
-            self.client.contributions,
-            self.client.messages,
-            self.client.information_requests,
-            self.client.meetings,
-            self.client.outcome_json,
-        )
         try:
             # the calls block (a sync client): each in a worker thread, all at once
             case, *got = await asyncio.gather(
                 asyncio.to_thread(self.client.get_case, cid),
-                *(asyncio.to_thread(self._optional, fn, cid) for fn in parts),
+                *(asyncio.to_thread(self._read_part, p) for p in PARTS),
             )
         except CpmsError as exc:
             self.status.fail("; ".join(exc.reasons) or str(exc))
             self.loading = False
             return
-        self._apply(case, *got)
+        self._apply(case, dict(zip((p.param for p in PARTS), got, strict=True)))
 
-    def _apply(
-        self,
-        case,  # noqa: ANN001
-        panel,  # noqa: ANN001
-        consent,  # noqa: ANN001
-        files,  # noqa: ANN001
-        slides,  # noqa: ANN001
-        contributions,  # noqa: ANN001
-        messages,  # noqa: ANN001
-        requests,  # noqa: ANN001
-        meetings,  # noqa: ANN001
-        outcome,  # noqa: ANN001
-    ) -> None:
-        mine = next((c for c in contributions or [] if c.author == self.user), None)
+    def _apply(self, case: Case, got: dict[str, tuple[Any, str | None]]) -> None:
+        """Show ``case`` and the parts read (each ``(value, reasons it was withheld)``)."""
+        values = {name: value for name, (value, _why) in got.items()}
+        withheld = {name: why for name, (_value, why) in got.items() if why is not None}
+        contributions = values["contributions"] or []
+        mine = next((c for c in contributions if c.author == self.user), None)
         self.param.update(
             case=case,
-            panel=panel,
-            consent=consent or {},
-            files=files or [],
-            slides=slides or [],
-            contributions=contributions or [],
-            messages=messages or [],
-            requests=requests or [],
-            meetings=meetings or [],
-            outcome=outcome,
+            panel=values["panel"],
+            consent=values["consent"] or {},
+            files=values["files"] or [],
+            slides=values["slides"] or [],
+            studies=values["studies"] or [],
+            contributions=contributions,
+            messages=values["messages"] or [],
+            annotations=values["annotations"] or [],
+            requests=values["requests"] or [],
+            meetings=values["meetings"] or [],
+            outcome=values["outcome"],
+            withheld=withheld,
             loading=False,
             **(
                 {"contribution_text": mine.body}
@@ -198,36 +235,39 @@ class ReviewWorkspace(Viewer):
         self.loading = False
 
     def _load(self) -> bool:
-        cid = self.case_id
-        c = self.client
-        self._apply(
-            c.get_case(cid),
-            *(
-                self._optional(fn, cid)
-                for fn in (
-                    c.get_panel,
-                    c.consents,
-                    c.list_files,
-                    c.list_slides,
-                    c.contributions,
-                    c.messages,
-                    c.information_requests,
-                    c.meetings,
-                    c.outcome_json,
-                )
-            ),
-        )
+        case = self.client.get_case(self.case_id)
+        self._apply(case, {p.param: self._read_part(p) for p in PARTS})
         return True
 
-    @staticmethod
-    def _optional(fn, *args: Any) -> Any:  # noqa: ANN001
-        """A part of the workspace the caller may not see (or that does not exist yet)."""
+    def _read_part(self, part: Part) -> tuple[Any, str | None]:
+        """``(value, None)``, or ``(None, reasons)`` when the store withholds the part.
+
+        A refusal (403) is kept with its reasons, so the page can say what is withheld
+        and why; so is a 404 that does not mean absence (a part that should be there).
+        Anything else (401, 409, a server fault) is raised: the page cannot be shown.
+        """
         try:
-            return fn(*args)
+            return getattr(self.client, part.method)(self.case_id), None
         except CpmsError as exc:
-            if getattr(exc, "status", None) in (403, 404):
-                return None
+            status = getattr(exc, "status", None)
+            if status == 404 and part.absent_on_404:
+                return None, None
+            if status in (403, 404):
+                return None, "; ".join(exc.reasons) or str(exc)
             raise
+
+    def withheld_note(self, name: str) -> str | None:
+        """What the page says in place of part ``name`` when it is withheld (else None)."""
+        why = self.withheld.get(name)
+        if why is None:
+            return None
+        return f"You may not see {_PART[name].label}: {why}"
+
+    def _withheld_pane(self, name: str) -> pn.pane.Alert | None:
+        note = self.withheld_note(name)
+        if note is None:
+            return None
+        return pn.pane.Alert(note, alert_type="warning", sizing_mode="stretch_width")
 
     @property
     def my_role(self) -> PanelRole | None:
@@ -257,7 +297,7 @@ class ReviewWorkspace(Viewer):
         done = self.status.run("Contribution saved", self.client.contribute, self.case_id, text)
         if done is not None:
             self.contribution_text = done.body
-            self._reload("contributions", self.client.contributions)
+            self._reload("contributions")
             self._reload_case()
         return done is not None
 
@@ -283,7 +323,7 @@ class ReviewWorkspace(Viewer):
             self.message_text = ""
             self.reply_to = ""
             self.mentions = []
-            self._reload("messages", self.client.messages)
+            self._reload("messages")
             self._reload_case()
         return done is not None
 
@@ -297,7 +337,7 @@ class ReviewWorkspace(Viewer):
         )
         if done is not None:
             self.question = ""
-            self._reload("requests", self.client.information_requests)
+            self._reload("requests")
         return done is not None
 
     def answer_information(self, request_id: str, answer: str) -> bool:
@@ -305,7 +345,7 @@ class ReviewWorkspace(Viewer):
             "Answer sent", self.client.answer_information_request, self.case_id, request_id, answer
         )
         if done is not None:
-            self._reload("requests", self.client.information_requests)
+            self._reload("requests")
         return done is not None
 
     def schedule_meeting(
@@ -330,7 +370,7 @@ class ReviewWorkspace(Viewer):
             minutes or self.meeting_minutes,
         )
         if done is not None:
-            self._reload("meetings", self.client.meetings)
+            self._reload("meetings")
         return done is not None
 
     def meeting_ics(self, meeting_id: str) -> str | None:
@@ -346,7 +386,7 @@ class ReviewWorkspace(Viewer):
             minutes,
         )
         if done is not None:
-            self._reload("meetings", self.client.meetings)
+            self._reload("meetings")
         return done is not None
 
     def draft_outcome(
@@ -410,17 +450,23 @@ class ReviewWorkspace(Viewer):
 
         return io.BytesIO(self.status.run("", self.client.outcome_pdf, self.case_id) or b"")
 
-    def _reload(self, name: str, fn) -> None:  # noqa: ANN001
-        value = self._optional(fn, self.case_id)
-        setattr(self, name, value or [])
+    def _reload(self, name: str) -> None:
+        """Read part ``name`` again (after an action changed it)."""
+        value, why = self._read_part(_PART[name])
+        if value is None and isinstance(self.param[name], param.List):
+            value = []
+        withheld = {k: v for k, v in self.withheld.items() if k != name}
+        if why is not None:
+            withheld[name] = why
+        self.param.update(**{name: value, "withheld": withheld})
 
     def _reload_case(self) -> None:
         self.case = self.client.get_case(self.case_id)
-        self.panel = self._optional(self.client.get_panel, self.case_id)
+        self._reload("panel")
 
     # -- views ---------------------------------------------------------------------
 
-    @param.depends("case", "consent", "files", "loading")
+    @param.depends("case", "consent", "files", "loading", "withheld")
     def _summary_view(self):  # noqa: ANN202
         c = self.case
         if c is None:
@@ -464,33 +510,125 @@ class ReviewWorkspace(Viewer):
                 ]
         granted = ", ".join(self.consent.get("granted", [])) or "none recorded"
         withdrawn = ", ".join(self.consent.get("withdrawn", []))
-        lines += ["", "### Consent", f"Granted: {granted}"]
+        lines += ["", "### Consent"]
+        if "consent" in self.withheld:
+            lines += [f"*{_md_escape(self.withheld_note('consent') or '')}*"]
+        else:
+            lines += [f"Granted: {granted}"]
         if withdrawn:
             lines += [f"Withdrawn: **{withdrawn}**"]
         lines += ["", "### Attachments"]
         lines += [f"- {_md_escape(f.name)} ({f.media_type}, {f.size:,} bytes)" for f in self.files]
-        if not self.files:
+        if "files" in self.withheld:
+            lines += [f"*{_md_escape(self.withheld_note('files') or '')}*"]
+        elif not self.files:
             lines += ["None."]
         return pn.pane.Markdown("\n".join(lines), sizing_mode="stretch_width")
 
-    @param.depends("slides")
-    def _images_view(self):  # noqa: ANN202
-        if not self.slides:
-            return pn.pane.Markdown("No images.")
-        items: list[Any] = []
-        for s in self.slides:
-            label = s.get("name") or s["id"]
-            items.append(pn.pane.Markdown(f"**Slide** {_md_escape(str(label))}"))
-            try:
-                from .slide_pane import SlidePane
+    # -- images --------------------------------------------------------------------
 
-                items.append(SlidePane(self.client, self.case_id, s["id"]))
-            except (CpmsError, FileNotFoundError) as exc:
-                items.append(pn.pane.Markdown(f"(viewer unavailable: {type(exc).__name__})"))
+    def slide_app(self, slide_id: str):  # noqa: ANN201 - a SlideReviewApp (Panel loaded late)
+        """The viewer of one slide, built on first use and kept (one grant, one audited open)."""
+        app = self._slide_apps.get(slide_id)
+        if app is None:
+            from .slide_app import SlideReviewApp
+
+            app = SlideReviewApp(self.client, self.case_id, slide_id)
+            self._slide_apps[slide_id] = app
+            # what the viewer learns (its own drawings, the others' it polls) reaches the
+            # discussion's list without another read of the store
+            app.viewer.param.watch(
+                lambda e, sid=slide_id: self._slide_annotations_changed(sid, e.new),
+                "annotations",
+            )
+        return app
+
+    def _slide_annotations_changed(self, slide_id: str, found: list[dict[str, Any]]) -> None:
+        others = [a for a in self.annotations if a.slide_id != slide_id]
+        self.annotations = others + [SlideAnnotation.from_json(d) for d in found]
+
+    @property
+    def series(self) -> list[dict[str, Any]]:
+        """The case's DICOM series, flat (study fields copied in), as the viewer lists them."""
+        from ..viewers.dicom_viewer import series_choices
+
+        return series_choices(self.studies)
+
+    def open_series(self, series_uid: str) -> bool:
+        """Show DICOM series ``series_uid``: the viewer is built now, on first use."""
+        if series_uid not in {s["series_uid"] for s in self.series}:
+            self.status.fail(f"series_uid: no such series in this case ({series_uid[:64]})")
+            return False
+        if self.dicom is None:
+            try:
+                from .dicom_app import DicomApp
+
+                self.dicom = DicomApp(self.client, self.case_id, series_uid)
+            except CpmsError as exc:
+                self.status.fail("; ".join(exc.reasons) or str(exc))
+                return False
+            except FileNotFoundError as exc:  # the front end is not built
+                self.status.fail(str(exc))
+                return False
+            self._dicom_area.objects = [self.dicom]
+        else:
+            self.dicom.viewer.series_uid = series_uid
+        self.dicom_series = series_uid
+        return True
+
+    def _slide_item(self, s: dict[str, Any]) -> Any:
+        label = s.get("name") or s["id"]
+        head = pn.pane.Markdown(f"**Slide** {_md_escape(str(label))}")
+        try:
+            return pn.Column(head, self.slide_app(s["id"]), sizing_mode="stretch_width")
+        except CpmsError as exc:
+            why = "; ".join(exc.reasons) or type(exc).__name__
+            return pn.Column(head, pn.pane.Alert(f"The slide cannot be shown: {why}"))
+        except FileNotFoundError as exc:  # `make setup` has not built the viewers
+            return pn.Column(head, pn.pane.Alert(str(exc), alert_type="danger"))
+
+    def _series_list(self) -> list[Any]:
+        items: list[Any] = [pn.pane.Markdown("### DICOM")]
+        for s in self.series:
+            what = " · ".join(
+                x
+                for x in (
+                    s["modality"],
+                    _md_escape(s["description"]) if s["description"] else "",
+                    s["study_date"],
+                    f"{s['frames']} image{'s' if s['frames'] != 1 else ''}",
+                )
+                if x
+            )
+            btn = pn.widgets.Button(
+                name=f"Open {s['modality'] or 'series'}",
+                width=140,
+                css_classes=["cpms-open-series"],
+            )
+            btn.on_click(lambda _e, uid=s["series_uid"]: self.open_series(uid))
+            items.append(pn.Row(btn, pn.pane.Markdown(what), sizing_mode="stretch_width"))
+        items.append(self._dicom_area)
+        return items
+
+    @param.depends("slides", "studies", "withheld")
+    def _images_view(self):  # noqa: ANN202
+        items: list[Any] = [
+            note for note in map(self._withheld_pane, ("slides", "studies")) if note is not None
+        ]
+        if self.slides:
+            items.append(pn.pane.Markdown("### Whole-slide images"))
+            items += [self._slide_item(s) for s in self.slides]
+        if self.studies:
+            items += self._series_list()
+        if not (self.slides or self.studies) and not items:
+            items.append(pn.pane.Markdown("No images."))
         return pn.Column(*items, sizing_mode="stretch_width")
 
-    @param.depends("contributions")
+    @param.depends("contributions", "withheld")
     def _contributions_view(self):  # noqa: ANN202
+        note = self._withheld_pane("contributions")
+        if note is not None:
+            return note
         if not self.contributions:
             return pn.pane.Markdown("No contributions yet.")
         text = "\n\n".join(
@@ -499,8 +637,11 @@ class ReviewWorkspace(Viewer):
         )
         return pn.pane.Markdown(text, sizing_mode="stretch_width")
 
-    @param.depends("messages")
+    @param.depends("messages", "withheld")
     def _discussion_view(self):  # noqa: ANN202
+        note = self._withheld_pane("messages")
+        if note is not None:
+            return note
         if not self.messages:
             return pn.pane.Markdown("No messages yet.")
         out = []
@@ -512,6 +653,75 @@ class ReviewWorkspace(Viewer):
                 f"{quote}\n{quote}{_md_escape(m.body)}\n"
             )
         return pn.pane.Markdown("\n\n".join(out), sizing_mode="stretch_width")
+
+    # -- slide annotations in the discussion ------------------------------------------
+
+    def annotation_rows(self) -> list[dict[str, str]]:
+        """The slide annotations as the discussion lists them, oldest first."""
+        names = {s["id"]: str(s.get("name") or f"slide {i}") for i, s in enumerate(self.slides, 1)}
+        return [
+            {
+                "id": a.id,
+                "slide_id": a.slide_id,
+                "slide": names.get(a.slide_id, a.slide_id[:8]),
+                "author": a.author,
+                "kind": a.kind.value,
+                "comment": a.comment,
+                "at": f"{a.created_at:%Y-%m-%d %H:%M}",
+            }
+            for a in sorted(self.annotations, key=lambda a: (a.created_at, a.id))
+        ]
+
+    def show_annotation(self, annotation_id: str) -> bool:
+        """Open the Images tab with the annotation's slide moved to the annotation."""
+        found = next((a for a in self.annotations if a.id == annotation_id), None)
+        if found is None:
+            self.status.fail("annotation: not among this case's annotations")
+            return False
+        try:
+            app = self.slide_app(found.slide_id)
+        except CpmsError as exc:
+            self.status.fail("; ".join(exc.reasons) or str(exc))
+            return False
+        except FileNotFoundError as exc:
+            self.status.fail(str(exc))
+            return False
+        if self._tabs is not None:
+            self._tabs.active = _IMAGES_TAB
+        # a new annotation may not be in the viewer's list yet: the front end needs it there
+        if annotation_id not in {a.get("id") for a in app.viewer.annotations}:
+            app.viewer.annotations = app.session.annotations()
+        # cleared first, so asking again for the same annotation moves the view again
+        app.viewer.focus_annotation = ""
+        app.viewer.focus_annotation = annotation_id
+        return True
+
+    @param.depends("annotations", "slides", "withheld")
+    def _annotations_view(self):  # noqa: ANN202
+        note = self._withheld_pane("annotations")
+        if note is not None:
+            return note
+        rows = self.annotation_rows()
+        if not rows:
+            return pn.Spacer(height=0)
+        items: list[Any] = [pn.pane.Markdown("#### Slide annotations")]
+        for r in rows:
+            text = (
+                f"**{r['author']}** · {r['at']} · {r['kind']} on {_md_escape(r['slide'])}"
+                f"\n\n{_md_escape(r['comment'])}"
+            )
+            go = pn.widgets.Button(
+                name="Show on the slide", width=150, css_classes=["cpms-show-annotation"]
+            )
+            go.on_click(lambda _e, aid=r["id"]: self.show_annotation(aid))
+            items.append(
+                pn.Row(
+                    pn.pane.Markdown(text, sizing_mode="stretch_width"),
+                    go,
+                    sizing_mode="stretch_width",
+                )
+            )
+        return pn.Column(*items, sizing_mode="stretch_width")
 
     @param.depends("messages", "panel")
     def _discussion_editor(self):  # noqa: ANN202
@@ -534,9 +744,9 @@ class ReviewWorkspace(Viewer):
         post.on_click(lambda _e: self.post_message())
         return pn.Column(reply, ment, text, post, sizing_mode="stretch_width")
 
-    @param.depends("requests", "case")
+    @param.depends("requests", "case", "withheld")
     def _requests_view(self):  # noqa: ANN202
-        items: list[Any] = []
+        items: list[Any] = [n for n in [self._withheld_pane("requests")] if n is not None]
         for r in self.requests:
             md = f"**{r.asked_by}** asked · {r.asked_at:%Y-%m-%d}\n\n{_md_escape(r.question)}"
             if r.answer is not None:
@@ -549,7 +759,7 @@ class ReviewWorkspace(Viewer):
                 btn = pn.widgets.Button(name="Send answer", button_type="primary", width=120)
                 btn.on_click(lambda _e, rid=r.id, b=box: self.answer_information(rid, b.value))
                 items += [box, btn]
-        if not items:
+        if not self.requests and "requests" not in self.withheld:
             items.append(pn.pane.Markdown("No requests for information."))
         if self.my_role is not None:
             ask = pn.widgets.TextAreaInput.from_param(
@@ -563,9 +773,9 @@ class ReviewWorkspace(Viewer):
             items += [ask, send]
         return pn.Column(*items, sizing_mode="stretch_width")
 
-    @param.depends("meetings", "panel")
+    @param.depends("meetings", "panel", "withheld")
     def _meetings_view(self):  # noqa: ANN202
-        items: list[Any] = []
+        items: list[Any] = [n for n in [self._withheld_pane("meetings")] if n is not None]
         members = sorted(m.user for m in self.panel.members) if self.panel else []
         for mt in self.meetings:
             rows = "\n".join(f"| {u} | {tz} | {t} |" for u, tz, t in local_times(mt))
@@ -595,7 +805,7 @@ class ReviewWorkspace(Viewer):
                     lambda _e, mid=mt.id, w=who, m=mins: self.record_meeting(mid, w.value, m.value)
                 )
                 items += [who, mins, rec]
-        if not self.meetings:
+        if not self.meetings and "meetings" not in self.withheld:
             items.append(pn.pane.Markdown("No meetings."))
         if self.my_role is not None:
             if self.meeting_start is None:
@@ -612,9 +822,9 @@ class ReviewWorkspace(Viewer):
             items.append(sched)
         return pn.Column(*items, sizing_mode="stretch_width")
 
-    @param.depends("outcome", "panel", "case")
+    @param.depends("outcome", "panel", "case", "withheld")
     def _outcome_view(self):  # noqa: ANN202
-        items: list[Any] = []
+        items: list[Any] = [n for n in [self._withheld_pane("outcome")] if n is not None]
         o = self.outcome
         if o:
             inv = "\n".join(f"- {_md_escape(i)}" for i in o.get("investigations", []))
@@ -648,7 +858,7 @@ class ReviewWorkspace(Viewer):
                     width=240,
                 )
             )
-        else:
+        elif "outcome" not in self.withheld:
             items.append(pn.pane.Markdown("No outcome drafted yet."))
         pending = set((o or {}).get("pending", []))
         if o and not o.get("signed") and self.user in pending:
@@ -767,15 +977,20 @@ class ReviewWorkspace(Viewer):
     def __panel__(self):  # noqa: ANN204
         tabs = pn.Tabs(
             ("Summary", self._summary_view),
-            ("Images", self._images_view),
+            # lazy: the viewers are built when the tab is first shown, not on page load
+            ("Images", pn.param.ParamMethod(self._images_view, lazy=True)),
             ("Contributions", pn.Column(self._contribution_editor, self._contributions_view)),
-            ("Discussion", pn.Column(self._discussion_editor, self._discussion_view)),
+            (
+                "Discussion",
+                pn.Column(self._discussion_editor, self._discussion_view, self._annotations_view),
+            ),
             ("Information", self._requests_view),
             ("Meetings", self._meetings_view),
             ("Outcome", self._outcome_view),
             dynamic=True,
             sizing_mode="stretch_width",
         )
+        self._tabs = tabs
         back = pn.pane.Markdown("[← inbox](?)")
         return pn.Column(back, self.status, tabs, sizing_mode="stretch_width", name="workspace")
 

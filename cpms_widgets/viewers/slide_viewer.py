@@ -84,6 +84,8 @@ class SlideViewer(anywidget.AnyWidget):
     annotation_status = traitlets.Dict().tag(sync=True)
     #: how often the front end fetches the other reviewers' annotations (0: never)
     poll_seconds = traitlets.Float(DEFAULT_POLL_SECONDS).tag(sync=True)
+    #: the id of an annotation to move the view to (``viewer.focus_annotation = ann.id``)
+    focus_annotation = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 
 Run this module with each supported hub by running pytest from a venv that has
 that hub installed: the harness starts ``jupyterhub`` from the interpreter's own
-``bin`` folder. It checks what the other integration modules do not:
+``bin`` folder (``make test-hub55`` does it for JupyterHub 5.5, with this module
+and the review service's). It checks what the other integration modules do not:
 
 - the hub that runs is in the supported range;
 - ``Authenticator.auth_refresh_strict`` (new in 6.1) is set only where it
@@ -10,7 +11,9 @@ that hub installed: the harness starts ``jupyterhub`` from the interpreter's own
 - the store's own browser login: JupyterHub's OAuth flow through
   :class:`jupyterhub.services.auth.HubOAuth` (``oauth_login`` ->
   hub authorize -> ``oauth_callback`` -> ``token_for_code``), then the
-  cookie-authenticated API with its double-submit XSRF check.
+  cookie-authenticated API with its double-submit XSRF check;
+- the review apps' login (Panel's generic OAuth) and the scopes of the token
+  the hub issues to them: the person's CPMS scopes, no more.
 """
 
 from __future__ import annotations
@@ -104,3 +107,34 @@ def test_review_apps_login_through_hub_oauth(deployment: Deployment) -> None:
         # a callback whose state does not match is refused
         bad = client.get("/services/cpms-review/login", params={"code": "x", "state": "nope"})
         assert bad.status_code in (400, 401, 403)
+
+
+def test_review_apps_token_carries_the_persons_scopes_only(deployment: Deployment) -> None:
+    """The token this hub issues to the review apps at login: the review and store access
+    scopes and the CPMS scopes the person holds, none they do not (the apps call the store
+    with it, so its scopes decide what the workspace can read)."""
+    from cpms_hub.hubconfig import REVIEW_ACCESS, STORE_ACCESS
+    from cpms_hub.policy import Scope
+
+    name = "oauthver-s"
+    if name not in deployment.accounts:
+        deployment.add_account(name, ("panel-member",))
+    with httpx.Client(base_url=deployment.url, trust_env=False, timeout=30) as client:
+        _login(client, deployment, name)
+        r = client.get("/services/cpms-review/", follow_redirects=True)
+        assert r.status_code == 200, (r.url, r.text[:500])
+    admin_token = deployment.settings().admin_token_file.read_text().strip()
+    r = httpx.get(
+        f"{deployment.url}/hub/api/users/{name}/tokens",
+        headers={"Authorization": f"token {admin_token}"},
+        timeout=30,
+        trust_env=False,
+    )
+    r.raise_for_status()
+    # every token is listed in "api_tokens" (OAuth ones included, with their client)
+    issued = [t for t in r.json()["api_tokens"] if REVIEW_ACCESS in t.get("scopes", ())]
+    assert len(issued) == 1, r.json()
+    scopes = set(issued[0]["scopes"])
+    assert {STORE_ACCESS, Scope.CASES_READ} <= scopes, scopes
+    for other in (Scope.CASES_WRITE, Scope.PANELS, Scope.COHORTS, Scope.ACCOUNTS, Scope.AUDIT):
+        assert other not in scopes, scopes

@@ -78,11 +78,6 @@ def test_data_scientist_is_refused_by_the_hub(deployment, page):
 
 
 @pytest.mark.browser
-@pytest.mark.xfail(
-    reason="since the slide-annotation branch was merged the workspace lists no image for a "
-    "freshly imported slide (list_slides answers 403/404 to the review app); open in issue 5",
-    strict=False,
-)
 def test_workspace_shows_a_slide_with_the_notebook_viewer(deployment, page, tmp_path):
     """The case owner opens their case in the review app: the Images tab runs the same
     OpenSeadragon bundle as in JupyterLab, tiles come from the store with the grant in a
