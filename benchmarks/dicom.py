@@ -14,7 +14,7 @@ It writes a synthetic axial CT series (``tests/data_gen.py``: ``--slices`` uncom
   loopback) with one clinician, and times ``CaseStoreClient.import_dicom`` of the folder:
   the chunked upload, de-identification (PS3.15 Basic Profile), UID remapping, encryption
   and the index - instances/s;
-* ``serve``: what the viewer does, from httpx: every frame of the series through the
+* ``serve``: what the viewer does, from ``http.client``: every frame of the series through the
   proxy, with the viewer's grant in ``X-CPMS-Grant``, in batches from the batch route
   (``.../slices/{selection}``: as many slices as fill 8 MiB, two requests in flight, each
   answer parsed and every frame's size checked) - frames/s; ``serve_vs_pydicom`` is that
@@ -46,12 +46,14 @@ may be shared: the load average is printed at the start and the end.
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import statistics
 import struct
 import sys
 import tempfile
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -153,20 +155,27 @@ def _rate(urls: list[str], headers: dict[str, str], clients: int, size: int | No
 
 def _batch_rate(base: str, count: int, headers: dict[str, str], size: int) -> float:
     """Frames/s fetching slices 0..count-1 as the viewer does: batches of BATCH_BYTES,
-    BATCHES_IN_FLIGHT requests at once, every record parsed and its size checked."""
-    import httpx
+    BATCHES_IN_FLIGHT requests at once, every record parsed and its size checked.
 
+    The client is the standard library's ``http.client`` on kept-alive connections: the
+    leanest Python client, so that the figure is the serving path's (proxy and store),
+    not the client's parsing (httpx costs about as much CPU as the store here)."""
     per = max(1, min(MAX_BATCH, BATCH_BYTES // size))
     batches = [list(range(a, min(a + per, count))) for a in range(0, count, per)]
     record = struct.Struct("<II")
+    where = urllib.parse.urlsplit(base)
 
     def run(chunk: list[list[int]]) -> None:
-        with httpx.Client(headers=headers, trust_env=False, timeout=60) as http:
+        conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+        try:
             for numbers in chunk:
-                url = f"{base}/slices/{numbers[0]}-{numbers[-1]}"
-                with http.stream("GET", url) as resp:
-                    resp.raise_for_status()
-                    body = resp.read()
+                conn.request(
+                    "GET", f"{where.path}/slices/{numbers[0]}-{numbers[-1]}", headers=headers
+                )
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"batch answered HTTP {resp.status}")
                 at, got = 0, []
                 while at < len(body):
                     number, length = record.unpack_from(body, at)
@@ -175,7 +184,9 @@ def _batch_rate(base: str, count: int, headers: dict[str, str], size: int) -> fl
                     if length != size:
                         raise RuntimeError(f"a frame of {length} bytes, not {size}")
                 if got != numbers or at != len(body):
-                    raise RuntimeError(f"batch {url} answered {len(got)} frames")
+                    raise RuntimeError(f"a batch answered {len(got)} frames of {len(numbers)}")
+        finally:
+            conn.close()
 
     chunks = [batches[i::BATCHES_IN_FLIGHT] for i in range(BATCHES_IN_FLIGHT)]
     t0 = time.perf_counter()
