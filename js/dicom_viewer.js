@@ -9,8 +9,14 @@
 // Frames arrive as raw decoded pixels (uint8 / uint16 / int16, little-endian, RGB interleaved
 // when samples_per_pixel is 3). Window/level happens here, on those raw values: one lookup
 // table from stored value to grey, rebuilt when the window moves and applied to the frame in a
-// single pass, so a drag costs no request. Frames are kept in a bounded cache and neighbours of
-// the shown slice are fetched ahead, more in the direction of scrolling.
+// single pass, so a drag costs no request. Frames are kept in a bounded cache.
+//
+// Frames come from the store's batch route (.../slices/{selection}): one request carries many
+// frames, each as [slice number, byte length] (two little-endian uint32) and its pixels, read
+// as the answer streams in. On opening, the series description and the first slice are asked
+// for at once and the first slice comes alone; then the rest of the series comes in batches,
+// outward from the slice on show (three ahead in the direction of scrolling for one behind), two
+// batches at a time. A slice wanted now that no batch carries is asked for alone, at once.
 
 const HEADER = "X-CPMS-Grant";
 //: presets for CT, in Hounsfield units: [centre, width]
@@ -24,10 +30,13 @@ const CT_PRESETS = {
 const DEFAULT_CINE_FPS = 15;
 //: frames kept in memory (bytes); 300 CT slices of 512 x 512 x 2 bytes is 150 MiB
 const CACHE_BYTES = 256 * 1024 * 1024;
-const PREFETCH_AHEAD = 12;
-const PREFETCH_BEHIND = 4;
-const MAX_PARALLEL = 6;
-const FILL_PARALLEL = 2;
+//: a batch: about this many bytes, and at most MAX_BATCH slices (the store's limit is 64)
+const BATCH_BYTES = 8 * 1024 * 1024;
+const MAX_BATCH = 64;
+//: batch requests in flight at once (a slice wanted now is asked for on top of these)
+const BATCHES_IN_FLIGHT = 2;
+//: slices fetched ahead (in the direction of scrolling) for each one behind
+const AHEAD_PER_BEHIND = 3;
 const ZOOM_STEP = 1.25;
 //: largest stored-value range mapped through a lookup table (16-bit data always is)
 const MAX_LUT = 1 << 20;
@@ -51,16 +60,65 @@ function minMax(data) {
   return [lo, hi];
 }
 
-// The frame URL: from the server's template if it has placeholders, otherwise below meta_url.
-function frameUrl(model, sop, n) {
-  const tpl = model.get("frame_url_template") || "";
-  if (tpl.includes("{")) {
-    return tpl
-      .replace(/\{sop_uid\}|\{sop\}|\{instance\}/g, encodeURIComponent(sop))
-      .replace(/\{frame\}|\{n\}/g, String(n));
-  }
+// The batch URL of some slices (numbers from 0 in display order), below meta_url.
+function slicesUrl(model, numbers) {
   const base = (model.get("meta_url") || "").replace(/\/meta\/?$/, "");
-  return `${base}/instances/${encodeURIComponent(sop)}/frames/${n}`;
+  return `${base}/slices/${selection(numbers)}`;
+}
+
+// "3,4,5,6,2,10" -> "3-6,2,10": runs of consecutive numbers (up or down) as ranges
+function selection(numbers) {
+  const parts = [];
+  for (let k = 0; k < numbers.length; ) {
+    let j = k;
+    const step = numbers[k + 1] - numbers[k];
+    if (step === 1 || step === -1) {
+      while (j + 1 < numbers.length && numbers[j + 1] - numbers[j] === step) j++;
+    }
+    parts.push(j > k ? `${numbers[k]}-${numbers[j]}` : String(numbers[k]));
+    k = j + 1;
+  }
+  return parts.join(",");
+}
+
+// Read a batch answer as it streams in: onRecord(sliceNumber, ArrayBuffer) per frame.
+async function readRecords(resp, onRecord) {
+  const reader = resp.body.getReader();
+  const head = new Uint8Array(8);
+  const view = new DataView(head.buffer);
+  let headFill = 0;
+  let frame = null;
+  let fill = 0;
+  let number = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    let off = 0;
+    while (off < value.length) {
+      if (!frame) {
+        const take = Math.min(8 - headFill, value.length - off);
+        head.set(value.subarray(off, off + take), headFill);
+        headFill += take;
+        off += take;
+        if (headFill === 8) {
+          headFill = 0;
+          number = view.getUint32(0, true);
+          frame = new Uint8Array(view.getUint32(4, true));
+          fill = 0;
+        }
+      } else {
+        const take = Math.min(frame.length - fill, value.length - off);
+        frame.set(value.subarray(off, off + take), fill);
+        fill += take;
+        off += take;
+      }
+      if (frame && fill === frame.length) {
+        onRecord(number, frame.buffer);
+        frame = null;
+      }
+    }
+  }
+  if (frame || headFill) throw new Error("a batch of frames was cut short");
 }
 
 function button(text, title, cls) {
@@ -85,6 +143,7 @@ function cssHeight(model) {
 export default {
   render({ model, el }) {
     const started = performance.now();
+    let opened = started; // when the series on show was opened
     const root = document.createElement("div");
     root.className = "cpms-dicom-viewer";
     root.tabIndex = 0;
@@ -178,9 +237,9 @@ export default {
     let draws = 0;
     const cache = new Map(); // key -> {data, lo, hi, bytes}; insertion order = recency
     let cacheBytes = 0;
-    const inflight = new Map(); // key -> Promise
-    let active = 0;
-    const queue = [];
+    const inflight = new Map(); // key -> {promise, resolve, reject, bytes}
+    let inflightBytes = 0;
+    let active = 0; // batch requests under way
     const offscreen = document.createElement("canvas");
     let imageData = null;
 
@@ -216,86 +275,133 @@ export default {
       return v;
     }
 
-    // Fetch one frame (at most MAX_PARALLEL at once; urgent ones jump the queue).
+    const frameBytes = (inst) =>
+      inst.rows * inst.columns * Math.ceil((inst.bits_allocated || 16) / 8) *
+      (inst.samples_per_pixel || 1);
+
+    // GET some slices; on 401/403 (the grant may have just expired: the kernel renews it)
+    // once more after a pause. onRecord(number, ArrayBuffer) per frame as it arrives.
+    async function requestSlices(numbers, onRecord) {
+      const ask = () =>
+        fetch(slicesUrl(model, numbers), {
+          headers: { [HEADER]: grant() },
+          credentials: "same-origin",
+        });
+      let resp = await ask();
+      if (resp.status === 401 || resp.status === 403) {
+        await new Promise((r) => setTimeout(r, 1500));
+        resp = await ask();
+      }
+      if (!resp.ok) throw new Error(`frames could not be loaded (HTTP ${resp.status})`);
+      await readRecords(resp, onRecord);
+    }
+
+    function keep(slice, buffer) {
+      const data = typedFrame(buffer, slice.inst);
+      const [lo, hi] = minMax(data);
+      const entry = { data, lo, hi, bytes: data.byteLength };
+      remember(keyOf(slice), entry);
+      root.dataset.cached = String(cache.size);
+      if (cache.size === slices.length && !root.dataset.completeMs) {
+        // the whole series is local from here on (the benchmark reads this)
+        root.dataset.completeMs = (performance.now() - opened).toFixed(1);
+      }
+      return entry;
+    }
+
+    // Fetch these slices (numbers) in one request; each one's promise settles as it arrives.
+    function fetchBatch(numbers) {
+      const gen = generation;
+      for (const i of numbers) {
+        const d = { bytes: frameBytes(slices[i].inst) };
+        d.promise = new Promise((resolve, reject) => {
+          d.resolve = resolve;
+          d.reject = reject;
+        });
+        d.promise.catch(() => {}); // a prefetch nobody waits for must not be "unhandled"
+        inflight.set(keyOf(slices[i]), d);
+        inflightBytes += d.bytes;
+      }
+      const settle = (i, err, entry) => {
+        const key = keyOf(slices[i]);
+        const d = inflight.get(key);
+        if (!d) return;
+        inflight.delete(key);
+        inflightBytes -= d.bytes;
+        if (err) {
+          failed.add(key);
+          d.reject(err);
+        } else d.resolve(entry);
+      };
+      active += 1;
+      requestSlices(numbers, (i, buffer) => {
+        if (gen !== generation || destroyed || !slices[i]) return;
+        settle(i, null, keep(slices[i], buffer));
+      })
+        .then(() => new Error("a frame was missing from the store's answer"))
+        .catch((err) => err)
+        .then((err) => {
+          active -= 1;
+          if (gen === generation) for (const i of numbers) settle(i, err);
+          fill();
+        });
+    }
+
+    // slice wanted: from the cache, a batch under way, or a request of its own (urgent)
     function load(slice, urgent) {
       const key = keyOf(slice);
       if (cache.has(key)) return Promise.resolve(touch(key));
-      if (inflight.has(key)) return inflight.get(key);
-      const gen = generation;
-      const p = new Promise((resolve, reject) => {
-        const job = async () => {
-          active += 1;
-          try {
-            let resp = await fetch(frameUrl(model, slice.inst.sop_uid, slice.n), {
-              headers: { [HEADER]: grant() },
-              credentials: "same-origin",
-            });
-            if (resp.status === 401 || resp.status === 403) {
-              // the grant may have just expired: the kernel renews it; try once more later
-              await new Promise((r) => setTimeout(r, 1500));
-              resp = await fetch(frameUrl(model, slice.inst.sop_uid, slice.n), {
-                headers: { [HEADER]: grant() },
-                credentials: "same-origin",
-              });
-            }
-            if (!resp.ok) throw new Error(`a frame could not be loaded (HTTP ${resp.status})`);
-            const data = typedFrame(await resp.arrayBuffer(), slice.inst);
-            const [lo, hi] = minMax(data);
-            const entry = { data, lo, hi, bytes: data.byteLength };
-            if (gen === generation) {
-              remember(key, entry);
-              root.dataset.cached = String(cache.size);
-            }
-            resolve(entry);
-          } catch (err) {
-            reject(err);
-          } finally {
-            active -= 1;
-            inflight.delete(key);
-            pump();
-          }
-        };
-        if (urgent) queue.unshift(job);
-        else queue.push(job);
-      });
-      inflight.set(key, p);
-      pump();
-      return p;
-    }
-
-    function pump() {
-      while (active < MAX_PARALLEL && queue.length) queue.shift()();
+      if (inflight.has(key)) return inflight.get(key).promise;
+      if (urgent) {
+        failed.delete(key);
+        fetchBatch([slice.i]);
+        return inflight.get(key).promise;
+      }
       fill();
+      return inflight.has(key) ? inflight.get(key).promise : Promise.reject(new Error("not asked"));
     }
 
-    // When nothing else is asked for, the rest of the series comes in, nearest slices first,
-    // two requests at a time (the user's own scrolling keeps the other four), as long as it
-    // fits in the cache: a series scrolled once in full is then local.
+    // slice numbers outward from the one on show: AHEAD_PER_BEHIND ahead for each one behind
+    function order() {
+      const out = [];
+      const step = direction >= 0 ? 1 : -1;
+      let a = current;
+      let b = current - step;
+      const inside = (i) => i >= 0 && i < slices.length;
+      while (inside(a) || inside(b)) {
+        for (let k = 0; k < AHEAD_PER_BEHIND && inside(a); k++, a += step) out.push(a);
+        if (inside(b)) {
+          out.push(b);
+          b -= step;
+        }
+      }
+      return out;
+    }
+
+    // Keep BATCHES_IN_FLIGHT batches coming while the cache has room: a series scrolled once
+    // in full is then local.
     const failed = new Set();
     function fill() {
-      if (destroyed || !slices.length || !firstFrameSeen || queue.length || active >= FILL_PARALLEL)
-        return;
-      const bytes = slices[0].inst.rows * slices[0].inst.columns * 4;
-      if (cacheBytes + bytes * (inflight.size + 1) > CACHE_BYTES * 0.9) return;
-      for (let d = 0; d < slices.length; d++) {
-        for (const i of [current + d, current - d]) {
-          if (i < 0 || i >= slices.length) continue;
+      if (destroyed || !slices.length || !firstFrameSeen) return;
+      while (active < BATCHES_IN_FLIGHT) {
+        const batch = [];
+        let bytes = 0;
+        for (const i of order()) {
           const key = keyOf(slices[i]);
           if (cache.has(key) || inflight.has(key) || failed.has(key)) continue;
-          load(slices[i], false).catch(() => failed.add(key));
-          return;
+          const b = frameBytes(slices[i].inst);
+          if (cacheBytes + inflightBytes + bytes + b > CACHE_BYTES * 0.9) break;
+          batch.push(i);
+          bytes += b;
+          if (batch.length >= MAX_BATCH || bytes >= BATCH_BYTES) break;
         }
+        if (!batch.length) return;
+        fetchBatch(batch);
       }
     }
 
     function prefetch() {
-      if (!slices.length) return;
-      const ahead = direction >= 0 ? PREFETCH_AHEAD : PREFETCH_BEHIND;
-      const behind = direction >= 0 ? PREFETCH_BEHIND : PREFETCH_AHEAD;
-      for (let d = 1; d <= Math.max(ahead, behind); d++) {
-        if (d <= ahead && current + d < slices.length) load(slices[current + d], false).catch(() => {});
-        if (d <= behind && current - d >= 0) load(slices[current - d], false).catch(() => {});
-      }
+      fill();
     }
 
     // -- window/level ---------------------------------------------------------------------
@@ -511,12 +617,16 @@ export default {
       stopCine();
       cache.clear();
       cacheBytes = 0;
-      queue.length = 0;
+      for (const d of inflight.values()) d.reject(new Error("another series was opened"));
+      inflight.clear();
+      inflightBytes = 0;
       failed.clear();
       delete root.dataset.cached;
       measures = [];
       firstFrameSeen = false;
+      opened = performance.now();
       delete root.dataset.firstFrameMs;
+      delete root.dataset.completeMs;
       delete root.dataset.error;
       const url = model.get("meta_url");
       if (!url) {
@@ -524,6 +634,12 @@ export default {
         return;
       }
       setStatus("Loading series\u2026");
+      // the first slice is asked for with the description, not after it: one round trip less
+      let firstBuffer = null;
+      const firstLoaded = requestSlices([0], (i, buffer) => {
+        if (i === 0) firstBuffer = buffer;
+      });
+      firstLoaded.catch(() => {});
       const resp = await fetch(url, {
         headers: { [HEADER]: grant() },
         credentials: "same-origin",
@@ -535,7 +651,7 @@ export default {
       meta = m;
       slices = [];
       for (const inst of m.instances || []) {
-        for (let n = 1; n <= (inst.frames || 1); n++) slices.push({ inst, n });
+        for (let n = 1; n <= (inst.frames || 1); n++) slices.push({ inst, n, i: slices.length });
       }
       if (!slices.length) {
         setStatus("This series has no images.", true);
@@ -549,8 +665,10 @@ export default {
       direction = 1;
       zoom = 1;
       panX = panY = 0;
-      const first = await load(slices[0], true);
+      await firstLoaded;
       if (gen !== generation || destroyed) return;
+      if (!firstBuffer) throw new Error("the first slice was missing from the store's answer");
+      const first = keep(slices[0], firstBuffer);
       defaultWindow(first);
       show(0);
       if ((slices[0].inst.frames || 1) > 1 && model.get("autoplay")) startCine();

@@ -1,9 +1,17 @@
-"""What the case form and the consent widget share: styling, problem lists, error text."""
+"""What the widgets share: styling, problem lists, error text, and the upload progress.
+
+:class:`UploadProgress` is the progress bar and its text (sent, total, rate) of the
+importers and the attachments, plus the one background thread that runs a transfer while
+the notebook stays responsive.
+"""
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import ipywidgets as w
 
@@ -12,6 +20,7 @@ from cpms_widgets.forms import FieldProblem
 
 __all__ = [
     "STYLE",
+    "UploadProgress",
     "classed",
     "label_width",
     "error_problems",
@@ -110,3 +119,64 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n} B"  # pragma: no cover
+
+
+class UploadProgress:
+    """A transfer's progress bar (``bar``, class ``css_class``) and text (``text``), and
+    the background thread that runs it.
+
+    ``update(sent, total)`` takes bytes, as the chunked upload reports them (``phase``
+    names another step counted in items); ``when_sent`` is appended to the text once
+    everything is sent (e.g. "de-identifying…"). :meth:`run_in_background` starts a
+    callable in a thread unless one is still running; :meth:`wait` joins it.
+    """
+
+    def __init__(
+        self, css_class: str, *, text_class: str | None = None, name: str = "cpms-upload"
+    ) -> None:
+        self.bar = classed(w.IntProgress(value=0, min=0, max=1, description="Upload"), css_class)
+        label_width(self.bar)
+        self.text = classed(w.HTML(), text_class) if text_class else w.HTML()
+        self.box = w.HBox([self.bar, self.text])
+        self._name = name
+        self._started = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """A new transfer: the bar empties and the rate counts from now."""
+        self._started = time.monotonic()
+        self.bar.value = 0
+        self.bar.description = "Upload"
+
+    def update(
+        self, sent: float, total: float, *, phase: str = "upload", when_sent: str = ""
+    ) -> None:
+        self.bar.description = phase.capitalize()[:12]
+        self.bar.max = max(int(total), 1)
+        self.bar.value = min(int(sent), self.bar.max)
+        if phase.lower() != "upload":
+            self.text.value = f"{int(sent)} of {int(total)}"
+            return
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self.text.value = (
+            f"{human_size(sent)} of {human_size(total)} ({human_size(sent / elapsed)}/s)"
+        )
+        if when_sent and sent >= total:
+            self.text.value += f" — {when_sent}"
+
+    def finish(self, text: str | None = None) -> None:
+        """The bar full; ``text`` replaces the figures when given ("" clears them)."""
+        self.bar.value = self.bar.max
+        if text is not None:
+            self.text.value = text
+
+    def run_in_background(self, target: Callable[[], Any]) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=target, name=self._name, daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the transfer started in the background, if any."""
+        if self._thread is not None:
+            self._thread.join(timeout)

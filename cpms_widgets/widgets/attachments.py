@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import html
 import mimetypes
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +22,7 @@ from cpms_hub.domain import CaseFile
 from cpms_widgets.forms import FieldProblem
 
 from ._common import (
+    UploadProgress,
     classed,
     error_problems,
     human_size,
@@ -60,23 +59,18 @@ class AttachmentsWidget(w.VBox):
             w.Button(description="Attach", icon="paperclip", button_style="primary"),
             "cpms-attach",
         )
-        self.progress = classed(
-            w.IntProgress(value=0, min=0, max=1, description="Upload"), "cpms-attach-progress"
-        )
-        label_width(self.progress)
-        self.progress_text = w.HTML()
+        self.upload = UploadProgress("cpms-attach-progress", name="cpms-attach")
+        self.progress, self.progress_text = self.upload.bar, self.upload.text
         self.files = classed(w.HTML(), "cpms-attach-files")
         self.problems = classed(w.HTML(), "cpms-attach-problems", "cpms-problems")
-        self._thread: threading.Thread | None = None
-        self._started = 0.0
-        self.attach_button.on_click(lambda _: self._attach_in_background())
+        self.attach_button.on_click(lambda _: self.upload.run_in_background(self.attach))
         super().__init__(
             [
                 style_widget(),
                 section("Attachments"),
                 self.files,
                 w.HBox([self.path, self.attach_button]),
-                w.HBox([self.progress, self.progress_text]),
+                self.upload.box,
                 self.problems,
             ]
         )
@@ -98,13 +92,6 @@ class AttachmentsWidget(w.VBox):
         )
         self.files.value = f"<ul>{rows}</ul>" if rows else "<i>No files yet.</i>"
         return files
-
-    def _progress(self, sent: int, total: int) -> None:
-        self.progress.max = max(total, 1)
-        self.progress.value = sent
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        rate = human_size(sent / elapsed)
-        self.progress_text.value = f"{human_size(sent)} of {human_size(total)} ({rate}/s)"
 
     def _check(self) -> list[FieldProblem]:
         if self.case_id is None:
@@ -129,10 +116,10 @@ class AttachmentsWidget(w.VBox):
         media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         self.problems.value = ""
         self.attach_button.disabled = True
-        self._started = time.monotonic()
+        self.upload.start()
         try:
             f = self.client.upload(
-                self.case_id, path, media_type=media_type, progress=self._progress
+                self.case_id, path, media_type=media_type, progress=self.upload.update
             )
         except Exception as exc:  # noqa: BLE001 - every refusal is shown by field
             self.problems.value = problems_html(error_problems(exc))
@@ -144,13 +131,6 @@ class AttachmentsWidget(w.VBox):
         self.refresh()
         return f
 
-    def _attach_in_background(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self.attach, name="cpms-attach", daemon=True)
-        self._thread.start()
-
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background upload started by the button."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.upload.wait(timeout)

@@ -18,8 +18,6 @@ The import runs in a thread so the notebook stays responsive while the bar moves
 from __future__ import annotations
 
 import html
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +26,15 @@ import ipywidgets as w
 
 from cpms_widgets.forms import FieldProblem
 
-from ._common import classed, error_problems, label_width, problems_html, section, style_widget
+from ._common import (
+    UploadProgress,
+    classed,
+    error_problems,
+    label_width,
+    problems_html,
+    section,
+    style_widget,
+)
 
 if TYPE_CHECKING:
     from cpms_widgets.client import CaseStoreClient
@@ -37,14 +43,6 @@ __all__ = ["DicomImportWidget", "report_html"]
 
 #: at most this many instance rows in the report (the counts above it are complete)
 MAX_ROWS = 200
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"  # pragma: no cover
 
 
 def report_html(report: dict[str, Any]) -> str:
@@ -106,11 +104,10 @@ class DicomImportWidget(w.VBox):
             w.Button(description="Import", icon="upload", button_style="primary"),
             "cpms-dicom-import",
         )
-        self.progress = classed(
-            w.IntProgress(value=0, min=0, max=1, description="Upload"), "cpms-dicom-progress"
+        self.upload = UploadProgress(
+            "cpms-dicom-progress", text_class="cpms-dicom-progress-text", name="cpms-dicom-import"
         )
-        label_width(self.progress)
-        self.progress_text = classed(w.HTML(), "cpms-dicom-progress-text")
+        self.progress, self.progress_text = self.upload.bar, self.upload.text
         self.report = classed(w.HTML(), "cpms-dicom-report")
         self.held = classed(
             w.SelectMultiple(options=[], description="Held", rows=4), "cpms-dicom-held"
@@ -138,16 +135,14 @@ class DicomImportWidget(w.VBox):
         self.problems = classed(w.HTML(), "cpms-dicom-problems", "cpms-problems")
         self.last_report: dict[str, Any] | None = None
         self._callbacks: list[Callable[[dict[str, Any]], None]] = []
-        self._thread: threading.Thread | None = None
-        self._started = 0.0
-        self.import_button.on_click(lambda _: self._in_background(self.run))
-        self.confirm_button.on_click(lambda _: self._in_background(self.confirm_selected))
+        self.import_button.on_click(lambda _: self.upload.run_in_background(self.run))
+        self.confirm_button.on_click(lambda _: self.upload.run_in_background(self.confirm_selected))
         super().__init__(
             [
                 style_widget(),
                 section("DICOM import"),
                 w.HBox([self.path, self.import_button]),
-                w.HBox([self.progress, self.progress_text]),
+                self.upload.box,
                 self.problems,
                 self.report,
                 self.held_box,
@@ -164,7 +159,7 @@ class DicomImportWidget(w.VBox):
     def _progress(self, *args: Any) -> None:
         """``progress(sent, total)`` in bytes, as the chunked upload reports it (an optional
         third argument, or a dict with ``phase``/``done``/``total``, names the step)."""
-        phase = "Upload"
+        phase = "upload"
         if len(args) == 1 and isinstance(args[0], dict):
             d = args[0]
             done, total, phase = d.get("done", 0), d.get("total", 0), d.get("phase", phase)
@@ -172,15 +167,7 @@ class DicomImportWidget(w.VBox):
             done, total = args[0], args[1]
             if len(args) > 2 and isinstance(args[2], str):
                 phase = args[2]
-        self.progress.description = str(phase).capitalize()[:12]
-        self.progress.max = max(int(total), 1)
-        self.progress.value = min(int(done), self.progress.max)
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        self.progress_text.value = (
-            f"{_size(done)} of {_size(total)} ({_size(done / elapsed)}/s)"
-            if str(phase).lower() == "upload"
-            else f"{int(done)} of {int(total)}"
-        )
+        self.upload.update(done, total, phase=str(phase))
 
     def _check(self) -> list[FieldProblem]:
         if self.case_id is None:
@@ -222,8 +209,7 @@ class DicomImportWidget(w.VBox):
     ) -> dict[str, Any] | None:
         self.problems.value = ""
         self.import_button.disabled = self.confirm_button.disabled = True
-        self.progress.value = 0
-        self._started = time.monotonic()
+        self.upload.start()
         try:
             if file_id is not None:  # nothing to upload: the store still has the file
                 report = self.client.import_dicom_file(
@@ -239,7 +225,7 @@ class DicomImportWidget(w.VBox):
         finally:
             self.import_button.disabled = self.confirm_button.disabled = False
         self.last_report = report
-        self.progress.value = self.progress.max
+        self.upload.finish()
         self.report.value = report_html(report)
         held = [i["key"] for i in report.get("instances", []) if i.get("status") == "held"]
         self.held.options = held
@@ -250,13 +236,6 @@ class DicomImportWidget(w.VBox):
             callback(report)
         return report
 
-    def _in_background(self, target: Callable[[], Any]) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=target, name="cpms-dicom-import", daemon=True)
-        self._thread.start()
-
     def wait(self, timeout: float | None = None) -> None:
         """Wait for an import started by a button."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.upload.wait(timeout)

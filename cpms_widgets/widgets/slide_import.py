@@ -13,8 +13,6 @@ responsive; :meth:`import_` can also be called directly (tests, scripts).
 from __future__ import annotations
 
 import html
-import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ import ipywidgets as w
 from cpms_widgets.forms import FieldProblem
 
 from ._common import (
+    UploadProgress,
     classed,
     error_problems,
     human_size,
@@ -74,24 +73,19 @@ class SlideImportWidget(w.VBox):
             w.Button(description="Import", icon="upload", button_style="primary"),
             "cpms-slide-import",
         )
-        self.progress = classed(
-            w.IntProgress(value=0, min=0, max=1, description="Upload"), "cpms-slide-progress"
-        )
-        label_width(self.progress)
-        self.progress_text = w.HTML()
+        self.upload = UploadProgress("cpms-slide-progress", name="cpms-slide-import")
+        self.progress, self.progress_text = self.upload.bar, self.upload.text
         self.report = classed(w.HTML(), "cpms-slide-report-box")
         self.slides = classed(w.HTML(), "cpms-slide-list")
         self.problems = classed(w.HTML(), "cpms-slide-problems", "cpms-problems")
-        self._thread: threading.Thread | None = None
-        self._started = 0.0
-        self.import_button.on_click(lambda _: self._import_in_background())
+        self.import_button.on_click(lambda _: self.upload.run_in_background(self.import_))
         super().__init__(
             [
                 style_widget(),
                 section("Whole-slide images"),
                 self.slides,
                 w.HBox([self.path, self.import_button]),
-                w.HBox([self.progress, self.progress_text]),
+                self.upload.box,
                 self.report,
                 self.problems,
             ]
@@ -117,14 +111,7 @@ class SlideImportWidget(w.VBox):
         return found
 
     def _progress(self, sent: int, total: int) -> None:
-        self.progress.max = max(total, 1)
-        self.progress.value = sent
-        elapsed = max(time.monotonic() - self._started, 1e-6)
-        self.progress_text.value = (
-            f"{human_size(sent)} of {human_size(total)} ({human_size(sent / elapsed)}/s)"
-        )
-        if sent >= total:
-            self.progress_text.value += " — de-identifying…"
+        self.upload.update(sent, total, when_sent="de-identifying…")
 
     def _check(self) -> list[FieldProblem]:
         if self.case_id is None:
@@ -151,7 +138,7 @@ class SlideImportWidget(w.VBox):
         self.problems.value = ""
         self.report.value = ""
         self.import_button.disabled = True
-        self._started = time.monotonic()
+        self.upload.start()
         try:
             slide = self.client.import_slide(self.case_id, path, progress=self._progress)
         except Exception as exc:  # noqa: BLE001 - every refusal is shown by field
@@ -167,13 +154,6 @@ class SlideImportWidget(w.VBox):
         self.refresh()
         return slide
 
-    def _import_in_background(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._thread = threading.Thread(target=self.import_, name="cpms-slide-import", daemon=True)
-        self._thread.start()
-
     def wait(self, timeout: float | None = None) -> None:
         """Wait for a background import started by the button."""
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.upload.wait(timeout)

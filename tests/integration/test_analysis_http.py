@@ -257,6 +257,7 @@ def _fill(path: str, case_id: str) -> str:
         "row": "0",
         "n": "1",
         "frames": "1",
+        "selection": "0",
         "answer": "accept",
         "action": "close",
     }
@@ -316,7 +317,7 @@ PERSONAL = {
     ("GET", "/panels"),
 }
 #: routes that answer only to an image grant, which a data scientist can never obtain
-GRANT_ONLY_SUFFIXES = ("/dzi", ".jpeg", "/meta", "/frames/{n}", "/rendered")
+GRANT_ONLY_SUFFIXES = ("/dzi", ".jpeg", "/meta", "/frames/{n}", "/rendered", "/slices/{selection}")
 
 PSEUDONYMISED = [
     (m, p) for m, p in ROUTES_DOC if (m, p) not in ANALYSIS | OPEN and not p.startswith("/vocab/")

@@ -10,6 +10,7 @@ every DICOMweb path.
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.deployment
 
 TEST_FILES = Path(pydicom.data.__file__).parent / "test_files"
 GRANT = "X-CPMS-Grant"
+J2K_TS = "1.2.840.10008.1.2.4.90"
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -201,6 +203,65 @@ def test_frames_with_a_grant(deployment, tokens, case_id, imported, originals) -
         assert c.get(other, headers={GRANT: grant["grant"]}).status_code == 401
 
 
+def _records(body: bytes) -> list[tuple[int, bytes]]:
+    """The batch answer: per slice, [number, length] as little-endian uint32, then pixels."""
+    out, at = [], 0
+    while at < len(body):
+        number, length = struct.unpack_from("<II", body, at)
+        out.append((number, body[at + 8 : at + 8 + length]))
+        at += 8 + length
+    assert at == len(body)
+    return out
+
+
+def test_slices_in_one_answer(deployment, tokens, case_id, imported, originals) -> None:
+    ct = _series(_studies(deployment, tokens["clin-a"], case_id), "CT")
+    with _client() as c:
+        grant = c.post(
+            f"{deployment.api}/cases/{case_id}/dicom/series/{ct['series_uid']}/grant",
+            headers=_auth(tokens["clin-a"]),
+        ).json()
+        base = deployment.url.rstrip("/")
+        assert grant["slices_url_template"].endswith("/slices/{slices}")
+        slices = base + grant["slices_url_template"].replace("{slices}", "")
+        headers = {GRANT: grant["grant"]}
+        insts = c.get(base + grant["meta_url"], headers=headers).json()["instances"]
+        r = c.get(slices + "5-7,0", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/vnd.cpms.frames"
+        assert r.headers["cache-control"] == "private, max-age=3600"
+        assert int(r.headers["content-length"]) == len(r.content) == 4 * (8 + 64 * 64 * 2)
+        records = _records(r.content)
+        assert [n for n, _ in records] == [5, 6, 7, 0]
+        # the same pixels as one frame at a time, in display order
+        for number, data in records:
+            one = c.get(
+                base + grant["frame_url_template"].format(sop_uid=insts[number]["sop_uid"], n=1),
+                headers=headers,
+            )
+            assert one.content == data
+        # the whole series, counting down, in one answer
+        down = _records(c.get(slices + "7-0", headers=headers).content)
+        assert [n for n, _ in down] == list(range(7, -1, -1))
+        original = pydicom.dcmread(originals["ct"][-1])  # lowest z: the first slice
+        assert np.array_equal(
+            np.frombuffer(down[-1][1], "<i2").reshape(64, 64), original.pixel_array
+        )
+
+        bad = c.get(slices + "0-x", headers=headers)
+        assert bad.status_code == 422 and bad.json()["reasons"][0].startswith("slices:")
+        assert c.get(slices + "0-99", headers=headers).status_code == 422  # more than a batch
+        assert c.get(slices + "8", headers=headers).status_code == 404
+        assert c.get(slices + "0").status_code == 401
+        mr = _series(_studies(deployment, tokens["clin-a"], case_id), "MR")
+        assert (
+            c.get(
+                slices.replace(ct["series_uid"], mr["series_uid"]) + "0", headers=headers
+            ).status_code
+            == 401
+        )
+
+
 def test_compressed_frames_are_decoded(deployment, tokens, case_id, imported, originals) -> None:
     mr = _series(_studies(deployment, tokens["clin-a"], case_id), "MR")
     with _client() as c:
@@ -265,6 +326,104 @@ def test_dicomweb_round_trip(deployment, tokens, case_id, imported) -> None:
         )
     }
     assert stored in found
+
+
+def test_qido_matching_includefield_and_paging(deployment, tokens, case_id, imported) -> None:
+    web = _dicomweb(deployment, tokens["clin-a"], case_id)
+    studies = web.search_for_studies()
+    ct = next(s for s in studies if "CT" in s["00080061"]["Value"])
+    date = ct["00080020"]["Value"][0]  # shifted by de-identification, still a DA
+    year = date[:4]
+    assert len(date) == 8 and date != "20260301"
+    # a date range around the study, and one that misses it
+    found = web.search_for_studies(search_filters={"StudyDate": f"{year}0101-{year}1231"})
+    assert ct["0020000D"] in [s["0020000D"] for s in found]
+    assert not web.search_for_studies(search_filters={"StudyDate": "19000101-19001231"})
+    assert web.search_for_studies(search_filters={"StudyDate": f"-{date}"})
+    # wildcards on the modalities; exact and UID list matching
+    assert [
+        s["0020000D"] for s in web.search_for_studies(search_filters={"ModalitiesInStudy": "C?"})
+    ] == [ct["0020000D"]]
+    uids = ",".join(s["0020000D"]["Value"][0] for s in studies[:2])
+    assert len(web.search_for_studies(search_filters={"StudyInstanceUID": uids})) == 2
+    # de-identified names match nothing, fuzzy or not
+    assert not web.search_for_studies(search_filters={"PatientName": "SMITH*"}, fuzzymatching=True)
+    # includefield: a field outside the defaults, and all
+    plain = web.search_for_studies(search_filters={"ModalitiesInStudy": "CT"})[0]
+    assert "00100040" in plain and "00120062" not in plain  # PatientSex is a default
+    more = web.search_for_studies(
+        search_filters={"ModalitiesInStudy": "CT"}, fields=["PatientIdentityRemoved"]
+    )[0]
+    assert more["00120062"]["Value"] == ["YES"]
+    everything = web.search_for_studies(search_filters={"ModalitiesInStudy": "CT"}, fields=["all"])[
+        0
+    ]
+    assert "00120063" in everything  # DeidentificationMethod, of the Patient module
+    assert "00280030" not in everything  # PixelSpacing belongs to the instances
+    # paging
+    assert len(web.search_for_studies(limit=1)) == 1
+    assert [s["0020000D"] for s in web.search_for_studies(offset=1, limit=5)] == [
+        s["0020000D"] for s in studies[1:]
+    ]
+    # the instances of the CT series, by instance number range? numbers match exactly
+    study_uid = ct["0020000D"]["Value"][0]
+    series_uid = web.search_for_series(study_uid)[0]["0020000E"]["Value"][0]
+    one = web.search_for_instances(study_uid, series_uid, search_filters={"InstanceNumber": "3"})
+    assert len(one) == 1 and one[0]["00200013"]["Value"] == [3]
+    wide = web.search_for_instances(study_uid, series_uid, fields=["all"], limit=2)
+    assert len(wide) == 2 and "00280030" in wide[0]  # PixelSpacing: any header attribute
+    # bad queries name the parameter, in the one error shape
+    with _client() as c:
+        url = f"{deployment.api}/cases/{case_id}/dicomweb/studies"
+        for params, name in (
+            ({"NoSuchAttribute": "1"}, "NoSuchAttribute"),
+            ({"StudyDate": "2020-01-01"}, "StudyDate"),
+            ({"includefield": "Nope"}, "includefield"),
+            ({"fuzzymatching": "perhaps"}, "fuzzymatching"),
+        ):
+            r = c.get(url, params=params, headers=_auth(tokens["clin-a"]))
+            assert r.status_code == 422, (params, r.text)
+            assert r.json()["reasons"][0].startswith(name)
+        r = c.get(url, params={"limit": "1"}, headers=_auth(tokens["clin-a"]))
+        assert "additional results" in r.headers.get("warning", "")
+
+
+def test_wado_honours_accept(deployment, tokens, case_id, imported) -> None:
+    web = _dicomweb(deployment, tokens["clin-a"], case_id)
+    ct = next(s for s in web.search_for_studies() if "CT" in s["00080061"]["Value"])
+    study = ct["0020000D"]["Value"][0]
+    series = web.search_for_series(study)[0]["0020000E"]["Value"][0]
+    sop = web.search_for_instances(study, series)[0]["00080018"]["Value"][0]
+    stored_ts = "1.2.840.10008.1.2.1"
+    # dicomweb-client asking for explicit media types and transfer syntaxes
+    ds = web.retrieve_instance(study, series, sop, media_types=(("application/dicom", "*"),))
+    assert ds.SOPInstanceUID == sop
+    frames = web.retrieve_instance_frames(
+        study, series, sop, [1], media_types=(("application/octet-stream", stored_ts),)
+    )
+    assert len(frames[0]) == 64 * 64 * 2
+    base = f"{deployment.api}/cases/{case_id}/dicomweb/studies/{study}/series/{series}"
+    auth = _auth(tokens["clin-a"])
+    with _client() as c:
+        ok = c.get(f"{base}/instances/{sop}", headers={**auth, "Accept": "*/*"})
+        assert ok.status_code == 200
+        assert ok.headers["content-type"].startswith('multipart/related; type="application/dicom"')
+        meta = c.get(f"{base}/metadata", headers={**auth, "Accept": "application/json"})
+        assert meta.status_code == 200 and meta.headers["content-type"] == "application/dicom+json"
+        for url, accept in (
+            (f"{base}/metadata", 'multipart/related; type="application/dicom+xml"'),
+            (
+                f"{base}",
+                'multipart/related; type="application/dicom"; transfer-syntax=' + J2K_TS,
+            ),
+            (f"{base}/instances/{sop}", "image/jpeg"),
+            (f"{base}/instances/{sop}/frames/1", 'multipart/related; type="image/jp2"'),
+            (f"{deployment.api}/cases/{case_id}/dicomweb/studies", "application/dicom+xml"),
+        ):
+            r = c.get(url, headers={**auth, "Accept": accept})
+            assert r.status_code == 406, (url, accept, r.status_code)
+            body = r.json()
+            assert body["status"] == 406 and body["reasons"][0].startswith("Accept:")
 
 
 _PATHS = (

@@ -54,7 +54,8 @@ expect = playwright_sync.expect
 
 NOTEBOOK = "dicom-viewer.ipynb"
 KERNEL_TIMEOUT_MS = 90_000
-FRAME_RE = re.compile(r"/dicom/series/[^/]+/instances/[^/]+/frames/\d+$")
+#: the viewer's frame requests: batches of slices (the first one alone)
+FRAME_RE = re.compile(r"/dicom/series/[^/]+/slices/[0-9,-]+$")
 GRANT = "x-cpms-grant"
 SLICES = 24
 SIZE = 256

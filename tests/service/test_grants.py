@@ -148,3 +148,98 @@ def test_grant_secret_from_keyring(tmp_path) -> None:  # noqa: ANN001
     assert secret != keyring.index_key  # its own key, not the blind-index key
     Keyring.generate(tmp_path / "other.json")
     assert secret != grant_secret(Keyring.load(tmp_path / "other.json"))
+
+
+# -- ImageGrants: the grant routes' helper (issue; verify with the first use audited once) --
+
+
+@pytest.fixture()
+def state(tmp_path):
+    from cpms_hub.settings import CpmsSettings
+    from cpms_hub.state import init_state
+
+    folder = tmp_path / "state"
+    st = init_state(
+        CpmsSettings(
+            state_dir=str(folder),
+            db_url=f"sqlite:///{folder / 'cpms.sqlite'}",
+            key_file=str(folder / "keys" / "keyring.json"),
+            blob_dir=str(folder / "blobs"),
+        )
+    )
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def _views(state, action: str) -> list:
+    from cpms_hub.store.database import session_scope
+
+    with session_scope(state.sessions) as s:
+        return [e for e in state.audit.entries(s) if e.action == action]
+
+
+def test_image_grants_audit_each_grant_once(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    grants = ImageGrants(state, kind="dicom", label="series", scope_prefix="dicom:", ttl=60)
+    body = grants.issue("clin-a", CASE, "1.2.3")
+    assert body["header"] == GRANT_HEADER and body["ttl"] == 60 and body["expires_at"]
+    token = body["grant"]
+    assert grants.already_seen(token, CASE, "1.2.3") is None  # not used yet
+    for _ in range(3):
+        claims = grants.verify(token, CASE, "1.2.3", "127.0.0.1")
+        assert claims.user == "clin-a" and claims.image_id == "dicom:1.2.3"
+    assert grants.already_seen(token, CASE, "1.2.3") == claims
+    views = _views(state, "dicom.view")
+    assert len(views) == 1
+    assert views[0].detail == f"series=1.2.3 grant={claims.nonce}"
+    assert views[0].actor == "clin-a" and views[0].case_id == CASE
+    # a second grant is a second view
+    grants.verify(grants.issue("clin-a", CASE, "1.2.3")["grant"], CASE, "1.2.3", "")
+    assert len(_views(state, "dicom.view")) == 2
+
+
+def test_image_grants_are_scoped_by_kind_and_image(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    dicom = ImageGrants(state, kind="dicom", label="series", scope_prefix="dicom:")
+    slides = ImageGrants(state, kind="slide", label="slide")
+    token = dicom.issue("clin-a", CASE, IMAGE)["grant"]
+    with pytest.raises(AuthenticationError):
+        slides.verify(token, CASE, IMAGE, "")  # same id, another kind of image
+    with pytest.raises(AuthenticationError):
+        dicom.verify(token, CASE, "other", "")
+    with pytest.raises(AuthenticationError):
+        dicom.already_seen(None, CASE, IMAGE)
+    assert not _views(state, "dicom.view") and not _views(state, "slide.view")
+
+
+def test_image_grants_forget_a_nonce_whose_audit_failed(state, monkeypatch) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    grants = ImageGrants(state, kind="slide", label="slide")
+    token = grants.issue("clin-a", CASE, IMAGE)["grant"]
+
+    def broken(*_a, **_k):
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(state.audit, "append", broken)
+    with pytest.raises(RuntimeError):
+        grants.verify(token, CASE, IMAGE, "")
+    assert grants.already_seen(token, CASE, IMAGE) is None
+    monkeypatch.undo()
+    grants.verify(token, CASE, IMAGE, "")
+    assert len(_views(state, "slide.view")) == 1
+
+
+def test_image_grants_seen_set_is_bounded(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    grants = ImageGrants(state, kind="slide", label="slide", max_seen=2)
+    tokens = [grants.issue("clin-a", CASE, IMAGE)["grant"] for _ in range(3)]
+    for t in tokens:
+        grants.verify(t, CASE, IMAGE, "")
+    assert grants.already_seen(tokens[0], CASE, IMAGE) is None  # the oldest was let go
+    assert grants.already_seen(tokens[2], CASE, IMAGE) is not None

@@ -150,3 +150,18 @@ def test_an_unexpected_reader_error_fails_only_its_file(backend: State, series) 
     assert (report["stored"], report["errors"]) == (2, 1)
     assert "unexpected error" in report["instances"][1]["message"]
     assert "nested" not in str(report)  # the exception's text is not passed on
+
+
+def test_open_blob_reads_a_header_without_the_pixels(backend: State, series) -> None:
+    import pydicom
+
+    case = new_case(backend)
+    upload = _upload(backend, case.id, _zip({"1": series[0]}))
+    store = dicom_store(backend)
+    store.import_file(case.id, upload.id, authorize=allow, ctx=CTX)
+    key, (inst,) = store.instances(case.id, authorize=allow, ctx=CTX)
+    with store.open_blob(key, inst.blob_id) as fh:
+        ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        assert fh.tell() < inst.pixel_offset + inst.frame_bytes  # the pixels were not read
+    assert ds.SOPInstanceUID == inst.sop_uid and "PixelData" not in ds
+    assert ds.PatientIdentityRemoved == "YES"

@@ -18,6 +18,7 @@ __all__ = [
     "KeyUnavailableError",
     "ConfigurationError",
     "AuthenticationError",
+    "NotAcceptableError",
 ]
 
 
@@ -75,3 +76,7 @@ class ConfigurationError(CpmsError):
 
 class AuthenticationError(CpmsError):
     """The caller could not be identified, or the credentials were refused."""
+
+
+class NotAcceptableError(CpmsError):
+    """None of the representations the caller accepts can be produced (HTTP Accept)."""

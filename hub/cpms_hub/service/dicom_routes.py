@@ -9,7 +9,9 @@
 * ``POST .../dicom/series/{series_uid}/grant`` (``FILE_READ``) returns a short-lived grant
   for this user, case and series (:mod:`.grants`); the viewer sends it in
   ``X-CPMS-Grant`` to ``GET .../meta``, ``.../instances/{sop}/frames/{n}`` (raw
-  little-endian pixels) and ``.../frames/{n}/rendered`` (8-bit PNG/JPEG).
+  little-endian pixels), ``.../slices/{selection}`` (several frames in one answer, by
+  their place in the series: what the viewer uses) and ``.../frames/{n}/rendered``
+  (8-bit PNG/JPEG).
 
 The grant routes mirror the slide tiles (see :mod:`.slide_routes` for the trade-off):
 **no database access per frame**. Issuing a grant reads the series' index (audited
@@ -22,13 +24,15 @@ event loop. Each grant's first use is audited once (``dicom.view``).
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 from collections import OrderedDict
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -39,13 +43,20 @@ from cpms_hub.imaging.dicom_import import iter_items, prepare_instance
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store.cases import AuditContext, Authorize
-from cpms_hub.store.database import session_scope
 from cpms_hub.store.dicom import DicomInstance, DicomStore
 
-from .grants import GRANT_HEADER, GrantClaims, GrantIssuer, grant_secret
+from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
-__all__ = ["DICOM_ROUTES_DOC", "DicomImportIn", "dicom_router", "dicom_store"]
+__all__ = [
+    "DICOM_ROUTES_DOC",
+    "MAX_BATCH_SLICES",
+    "SLICES_MEDIA_TYPE",
+    "DicomImportIn",
+    "dicom_router",
+    "dicom_store",
+    "parse_slices",
+]
 
 DICOM_ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/cases/{case_id}/dicom/imports"),
@@ -53,6 +64,7 @@ DICOM_ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/cases/{case_id}/dicom/series/{series_uid}/grant"),
     ("GET", "/cases/{case_id}/dicom/series/{series_uid}/meta"),
     ("GET", "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}"),
+    ("GET", "/cases/{case_id}/dicom/series/{series_uid}/slices/{selection}"),
     (
         "GET",
         "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}/rendered",
@@ -60,13 +72,19 @@ DICOM_ROUTES_DOC: tuple[tuple[str, str], ...] = (
 )
 
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 413, 422)}
+#: slices per batch request, and bytes: a batch is streamed, but bounded all the same
+MAX_BATCH_SLICES = 64
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+#: the batch answer: per slice, its number and length (two little-endian uint32), then
+#: its raw pixels, in the order asked
+SLICES_MEDIA_TYPE = "application/vnd.cpms.frames"
+_RECORD = struct.Struct("<II")
 _PRIVATE = {"Cache-Control": "private, no-store"}
 _FRAME_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "Vary": GRANT_HEADER,
     "X-Content-Type-Options": "nosniff",
 }
-_MAX_SEEN_NONCES = 100_000
 
 
 class DicomImportIn(BaseModel):
@@ -103,13 +121,54 @@ class _Allowed:
 class _OpenSeries:
     """An opened series: the case key and its instances, by SOP UID, in display order."""
 
-    __slots__ = ("key", "instances", "by_sop", "modality")
+    __slots__ = ("key", "instances", "by_sop", "modality", "slices", "_meta")
 
     def __init__(self, key: bytes, instances: list[DicomInstance]) -> None:
         self.key = key
         self.instances = instances
         self.by_sop = {i.sop_uid: i for i in instances}
         self.modality = instances[0].modality if instances else ""
+        #: what the viewer scrolls through: every frame of every instance, in display order
+        self.slices = [(i, n) for i in instances for n in range(1, i.frames + 1)]
+        self._meta: bytes | None = None
+
+    def meta_body(self, series_uid: str) -> bytes:
+        """The JSON the viewer opens the series with (made once: it never changes)."""
+        if self._meta is None:
+            body = {
+                "series_uid": series_uid,
+                "modality": self.modality,
+                "instances": [i.view for i in self.instances],
+            }
+            self._meta = json.dumps(
+                body, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode()
+        return self._meta
+
+
+def parse_slices(selection: str, count: int, *, limit: int = MAX_BATCH_SLICES) -> list[int]:
+    """The slice numbers (from 0, display order) of ``selection``: numbers and ranges
+    separated by commas (``"0-15"``, ``"7,8,6,9-12"``, ``"20-5"`` counts down), in the
+    order given, each at most once, at most ``limit`` of them."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for item in selection.split(","):
+        first, dash, last = item.strip().partition("-")
+        if not (first.isdigit() and (not dash or last.isdigit())) or len(item) > 12:
+            raise ValidationError("slices", "is a list of numbers and ranges like 0-15,20")
+        a, b = int(first), int(last) if dash else int(first)
+        step = 1 if b >= a else -1
+        if abs(b - a) >= limit:
+            raise ValidationError("slices", f"at most {limit} slices per request")
+        for i in range(a, b + step, step):
+            if i >= count:
+                raise NotFoundError(f"slice numbers run from 0 to {count - 1}")
+            if i not in seen:
+                seen.add(i)
+                out.append(i)
+        if len(out) > limit:
+            raise ValidationError("slices", f"at most {limit} slices per request")
+    return out
 
 
 class _SeriesCache:
@@ -151,10 +210,8 @@ def dicom_router(
 ) -> APIRouter:
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["dicom"])
     store = dicom_store(state)
-    issuer = GrantIssuer(grant_secret(state.keyring), ttl=grant_ttl)
+    grants = ImageGrants(state, kind="dicom", label="series", scope_prefix="dicom:", ttl=grant_ttl)
     cache = _SeriesCache(open_series)
-    seen: OrderedDict[str, None] = OrderedDict()
-    seen_lock = threading.Lock()
 
     def ctx_of(request: Request, name: str) -> AuditContext:
         return AuditContext(actor=name, client=request.client.host if request.client else "")
@@ -166,30 +223,8 @@ def dicom_router(
         return f"{api_root}/cases/{case_id}/dicom/series/{series_uid}"
 
     def granted(request: Request, case_id: str, series_uid: str) -> GrantClaims:
-        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, f"dicom:{series_uid}")
-        with seen_lock:
-            fresh = claims.nonce not in seen
-            if fresh:
-                seen[claims.nonce] = None
-                while len(seen) > _MAX_SEEN_NONCES:
-                    seen.popitem(last=False)
-        if fresh:
-            try:
-                with session_scope(state.sessions) as s:
-                    state.audit.append(
-                        s,
-                        actor=claims.user,
-                        action="dicom.view",
-                        outcome="allowed",
-                        client=request.client.host if request.client else "",
-                        case_id=case_id,
-                        detail=f"series={series_uid} grant={claims.nonce}",
-                    )
-            except BaseException:
-                with seen_lock:
-                    seen.pop(claims.nonce, None)
-                raise
-        return claims
+        client = request.client.host if request.client else ""
+        return grants.verify(request.headers.get(GRANT_HEADER), case_id, series_uid, client)
 
     def series_for(request: Request, claims: GrantClaims, case_id: str, series_uid: str):  # noqa: ANN202
         def opener() -> _OpenSeries:
@@ -209,9 +244,7 @@ def dicom_router(
 
     def _fast_grant(request: Request, case_id: str, series_uid: str) -> GrantClaims | None:
         """The claims of a grant already audited, or None when the slow path is needed."""
-        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, f"dicom:{series_uid}")
-        with seen_lock:
-            return claims if claims.nonce in seen else None
+        return grants.already_seen(request.headers.get(GRANT_HEADER), case_id, series_uid)
 
     def frame_bytes(series: _OpenSeries, sop_uid: str, n: int) -> tuple[bytes, DicomInstance]:
         inst = series.by_sop.get(sop_uid)
@@ -257,30 +290,32 @@ def dicom_router(
         if not found:
             raise NotFoundError("no such series in this case")
         # the viewer's next requests (meta, first frame) then find the series open
-        cache.put(f"{case_id}/{series_uid}", _OpenSeries(key, found))
-        token = issuer.issue(actor.name, case_id, f"dicom:{series_uid}")
-        expires = datetime.fromtimestamp(issuer.expires_at(token), UTC)
+        opened = _OpenSeries(key, found)
+        opened.meta_body(series_uid)
+        cache.put(f"{case_id}/{series_uid}", opened)
         body = {
-            "grant": token,
-            "header": GRANT_HEADER,
-            "expires_at": expires.isoformat(),
-            "ttl": issuer.ttl,
+            **grants.issue(actor.name, case_id, series_uid),
             "meta_url": base(case_id, series_uid) + "/meta",
             "frame_url_template": base(case_id, series_uid) + "/instances/{sop_uid}/frames/{n}",
+            "slices_url_template": base(case_id, series_uid) + "/slices/{slices}",
         }
         return JSONResponse(body, headers=_PRIVATE)
 
     @router.get("/cases/{case_id}/dicom/series/{series_uid}/meta")
-    def meta(case_id: str, series_uid: str, request: Request) -> JSONResponse:
-        """The series' instances in display order, with what a viewer needs to draw them."""
-        claims = granted(request, case_id, series_uid)
-        series = series_for(request, claims, case_id, series_uid)
-        body = {
-            "series_uid": series_uid,
-            "modality": series.modality,
-            "instances": [i.view for i in series.instances],
-        }
-        return JSONResponse(body, headers=_FRAME_HEADERS)
+    async def meta(case_id: str, series_uid: str, request: Request) -> Response:
+        """The series' instances in display order, with what a viewer needs to draw them.
+
+        Made once per opened series (the grant route opens it): once the grant has been
+        seen, answered on the event loop without a thread hop, like the frames."""
+        claims = _fast_grant(request, case_id, series_uid)
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, series_uid)
+        series = cache.peek(f"{case_id}/{series_uid}")
+        if series is None:
+            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        return Response(
+            series.meta_body(series_uid), media_type="application/json", headers=_FRAME_HEADERS
+        )
 
     @router.get("/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}")
     async def frame(
@@ -300,6 +335,35 @@ def dicom_router(
             series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
         data, _ = frame_bytes(series, sop_uid, n)
         return Response(data, media_type="application/octet-stream", headers=_FRAME_HEADERS)
+
+    @router.get("/cases/{case_id}/dicom/series/{series_uid}/slices/{selection}")
+    async def slices(case_id: str, series_uid: str, selection: str, request: Request) -> Response:
+        """Several slices in one answer (``application/vnd.cpms.frames``, streamed): for each
+        slice asked, in that order, its number and byte length as two little-endian uint32,
+        then its raw pixels. The viewer's first slice comes alone; the rest in batches, the
+        nearest first: one request per batch instead of one per frame."""
+        claims = _fast_grant(request, case_id, series_uid)
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, series_uid)
+        series = cache.peek(f"{case_id}/{series_uid}")
+        if series is None:
+            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        wanted = parse_slices(selection, len(series.slices))
+        size = sum(series.slices[i][0].frame_bytes for i in wanted)
+        if size > MAX_BATCH_BYTES:
+            raise ValidationError("slices", f"at most {MAX_BATCH_BYTES >> 20} MiB per request")
+        # a known length, not chunked: the proxy and the browser pass it through unframed
+        headers = {**_FRAME_HEADERS, "Content-Length": str(size + _RECORD.size * len(wanted))}
+
+        async def records() -> AsyncIterator[bytes]:
+            # each frame is a sub-millisecond read: on the event loop, yielding between them
+            for i in wanted:
+                inst, n = series.slices[i]
+                offset = inst.pixel_offset + (n - 1) * inst.frame_bytes
+                data = store.read_blob(series.key, inst.pixel_blob_id, offset, inst.frame_bytes)
+                yield _RECORD.pack(i, len(data)) + data
+
+        return StreamingResponse(records(), media_type=SLICES_MEDIA_TYPE, headers=headers)
 
     @router.get(
         "/cases/{case_id}/dicom/series/{series_uid}/instances/{sop_uid}/frames/{n}/rendered"

@@ -6,13 +6,18 @@ decided like the JSON API (``FILE_READ`` to search and retrieve, ``FILE_WRITE`` 
 store) and audited, and a user who may not see the case gets 403 on every path.
 
 * QIDO-RS (``application/dicom+json``): ``GET .../studies``, ``.../studies/{study}/series``,
-  ``.../studies/{study}/series/{series}/instances``; exact-match filters on the UIDs and
-  ``Modality``, ``limit`` and ``offset``.
+  ``.../studies/{study}/series/{series}/instances``. Matching on any attribute of the level
+  (UID lists, wildcards, date and time ranges), ``fuzzymatching``, ``includefield`` (or
+  ``all``), ``limit`` and ``offset``: see :mod:`.dicomweb_query`. The attributes come from
+  the de-identified header of each study's first instance, each series' first instance or
+  each instance (read decrypting only the header's segments, then kept in a bounded LRU),
+  plus the counts and retrieve URLs.
 * WADO-RS: ``GET`` a study, series or instance (``multipart/related;
   type="application/dicom"``, the stored de-identified files), their ``/metadata``
   (``application/dicom+json``, bulk data left out), and
   ``.../instances/{sop}/frames/{list}`` (``multipart/related;
   type="application/octet-stream"``: the decoded little-endian frames, as the viewer gets).
+  ``Accept`` is honoured; what cannot be sent is 406 (:mod:`.dicomweb_accept`).
 * STOW-RS: ``POST .../studies`` with ``multipart/related; type="application/dicom"``:
   each part is de-identified exactly like an import. The answer (PS3.18 10.5.3) lists
   stored instances in ``ReferencedSOPSequence`` and refused or held ones in
@@ -21,10 +26,12 @@ store) and audited, and a user who may not see the case gets 403 on every path.
 
 from __future__ import annotations
 
-import io
 import re
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.from_thread
@@ -40,6 +47,8 @@ from cpms_hub.store.cases import AuditContext, Authorize
 from cpms_hub.store.dicom import DicomInstance
 
 from .dicom_routes import dicom_store
+from .dicomweb_accept import DICOM_JSON, negotiate
+from .dicomweb_query import LEVEL_ALL, parse_query
 from .models import ErrorOut
 
 __all__ = ["DICOMWEB_ROUTES_DOC", "dicomweb_router", "is_stow_path"]
@@ -60,10 +69,46 @@ DICOMWEB_ROUTES_DOC: tuple[tuple[str, str], ...] = (
 )
 
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 406, 409, 413, 415)}
-_DICOM_JSON = "application/dicom+json"
 _NO_STORE = {"Cache-Control": "private, no-store"}
 _STOW_PATH = re.compile(r"/cases/[^/]+/dicomweb/studies/?$")
 _MAX_PARTS = 10_000
+
+
+#: values larger than this are bulk data, left out of metadata and search results
+_BULK_BYTES = 64 * 1024
+#: de-identified headers (DICOM JSON) kept by blob id: a search reads each one once
+_HEADER_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a WADO-RS request names: a study, a series of it, or an instance of that."""
+
+    study: str
+    series: str | None = None
+    sop: str | None = None
+
+
+class _HeaderCache:
+    """A bounded LRU of headers by blob id (a blob's content never changes)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, dict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, blob_id: str) -> dict | None:
+        with self._lock:
+            doc = self._entries.get(blob_id)
+            if doc is not None:
+                self._entries.move_to_end(blob_id)
+            return doc
+
+    def put(self, blob_id: str, doc: dict) -> None:
+        with self._lock:
+            self._entries[blob_id] = doc
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
 
 
 def is_stow_path(path: str) -> bool:
@@ -132,6 +177,7 @@ def _parse_multipart(body: bytes, content_type: str) -> list[bytes]:
 def dicomweb_router(api_root: str, state: State) -> APIRouter:
     router = APIRouter(prefix=api_root + _P, responses=_ERRORS, tags=["dicomweb"])
     store = dicom_store(state)
+    headers = _HeaderCache(_HEADER_CACHE)
 
     def ctx_of(request: Request, actor: Actor) -> AuditContext:
         return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
@@ -163,200 +209,169 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             raise NotFoundError("no such study, series or instance in this case")
         return key, found
 
-    def page(request: Request, items: list[dict]) -> list[dict]:
-        try:
-            offset = max(int(request.query_params.get("offset", 0)), 0)
-            limit = int(request.query_params.get("limit", 0))
-        except ValueError:
-            raise ValidationError("limit", "limit and offset must be integers") from None
-        items = items[offset:]
-        return items[:limit] if limit > 0 else items
-
-    def matches(request: Request, inst: DicomInstance) -> bool:
-        q = request.query_params
-        for names, value in (
-            (("StudyInstanceUID", "0020000D"), inst.study_uid),
-            (("SeriesInstanceUID", "0020000E"), inst.series_uid),
-            (("SOPInstanceUID", "00080018"), inst.sop_uid),
-            (("Modality", "00080060", "ModalitiesInStudy", "00080061"), inst.modality),
-        ):
-            for name in names:
-                want = q.get(name)
-                if want and want != value:
-                    return False
-        return True
-
-    def dicom_json(body: list[dict]) -> JSONResponse:
-        return JSONResponse(body, media_type=_DICOM_JSON, headers=_NO_STORE)
+    def dicom_json(request: Request, body: list[dict], more: bool = False) -> JSONResponse:
+        negotiate(request.headers.get("accept"), "json")
+        headers = dict(_NO_STORE)
+        if more:  # PS3.18 8.3.4.4: the client may ask for the next page
+            headers["Warning"] = '299 cpms-store: "There are additional results"'
+        return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
 
     def base_url(case_id: str) -> str:
         return f"{api_root}/cases/{case_id}/dicomweb"
+
+    def header(key: bytes, inst: DicomInstance) -> dict[str, dict]:
+        """The de-identified header of an instance as DICOM JSON, bulk data left out."""
+        cached = headers.get(inst.blob_id)
+        if cached is not None:
+            return cached
+        with store.open_blob(key, inst.blob_id) as fh:
+            ds = dcmread(fh, stop_before_pixels=True)
+        doc = {
+            tag: attr
+            for tag, attr in ds.to_json_dict(
+                bulk_data_threshold=_BULK_BYTES, bulk_data_element_handler=lambda _e: ""
+            ).items()
+            if "BulkDataURI" not in attr and "InlineBinary" not in attr
+        }
+        headers.put(inst.blob_id, doc)
+        return doc
+
+    def search(request: Request, level: str, entities: list[dict]) -> JSONResponse:
+        query = parse_query(request.query_params.multi_items())
+        found = [query.project(e, level) for e in entities if query.matches(e)]
+        page, more = query.page(found)
+        return dicom_json(request, page, more)
 
     # -- QIDO-RS -----------------------------------------------------------
 
     @router.get("/studies")
     def search_studies(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
-        _, found = find(request, actor, case_id, "dicomweb.search")
+        parse_query(request.query_params.multi_items())  # a bad query fails before any read
+        key, found = find(request, actor, case_id, "dicomweb.search")
         studies: dict[str, list[DicomInstance]] = {}
         for inst in found:
-            if matches(request, inst):
-                studies.setdefault(inst.study_uid, []).append(inst)
-        out = []
+            studies.setdefault(inst.study_uid, []).append(inst)
+        entities = []
         for uid, insts in sorted(studies.items()):
-            first = insts[0]
-            out.append(
+            _, in_all = LEVEL_ALL["study"]
+            entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
+            modalities = sorted({i.modality for i in insts})
+            entity.update(
                 {
                     "0020000D": _attr("UI", uid),
-                    "00080020": _attr("DA", first.summary.get("study_date")),
-                    "00081030": _attr("LO", first.summary.get("study_description")),
-                    "00080061": _attr("CS", *sorted({i.modality for i in insts})),
+                    "00080056": _attr("CS", "ONLINE"),
+                    "00080061": _attr("CS", *modalities),
+                    # Modality at the study level matches any series' modality
+                    "00080060": _attr("CS", *modalities),
                     "00201206": _attr("IS", len({i.series_uid for i in insts})),
                     "00201208": _attr("IS", len(insts)),
                     "00081190": _attr("UR", f"{base_url(case_id)}/studies/{uid}"),
                 }
             )
-        return dicom_json(page(request, out))
+            entities.append(entity)
+        return search(request, "study", entities)
 
     @router.get("/studies/{study}/series")
     def search_series(case_id: str, study: str, request: Request, actor: ActorDep) -> JSONResponse:
-        _, found = find(request, actor, case_id, "dicomweb.search", study=study)
+        parse_query(request.query_params.multi_items())
+        key, found = find(request, actor, case_id, "dicomweb.search", study=study)
         series: dict[str, list[DicomInstance]] = {}
         for inst in found:
-            if matches(request, inst):
-                series.setdefault(inst.series_uid, []).append(inst)
-        out = []
+            series.setdefault(inst.series_uid, []).append(inst)
+        entities = []
         for uid, insts in sorted(series.items()):
-            first = insts[0]
-            out.append(
+            _, in_all = LEVEL_ALL["series"]
+            entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
+            entity.update(
                 {
                     "0020000D": _attr("UI", study),
                     "0020000E": _attr("UI", uid),
-                    "00080060": _attr("CS", first.modality),
-                    "0008103E": _attr("LO", first.summary.get("series_description")),
-                    "00200011": _attr("IS", first.summary.get("series_number")),
+                    "00080060": _attr("CS", insts[0].modality),
                     "00201209": _attr("IS", len(insts)),
                     "00081190": _attr("UR", f"{base_url(case_id)}/studies/{study}/series/{uid}"),
                 }
             )
-        return dicom_json(page(request, out))
+            entities.append(entity)
+        return search(request, "series", entities)
 
     @router.get("/studies/{study}/series/{series}/instances")
     def search_instances(
         case_id: str, study: str, series: str, request: Request, actor: ActorDep
     ) -> JSONResponse:
-        _, found = find(request, actor, case_id, "dicomweb.search", study=study, series=series)
-        out = [
-            {
-                "0020000D": _attr("UI", study),
-                "0020000E": _attr("UI", series),
-                "00080016": _attr("UI", inst.sop_class_uid),
-                "00080018": _attr("UI", inst.sop_uid),
-                "00080060": _attr("CS", inst.modality),
-                "00200013": _attr("IS", inst.instance_number),
-                "00280008": _attr("IS", inst.frames),
-                "00280010": _attr("US", inst.view.get("rows")),
-                "00280011": _attr("US", inst.view.get("columns")),
-                "00081190": _attr(
-                    "UR",
-                    f"{base_url(case_id)}/studies/{study}/series/{series}/instances/{inst.sop_uid}",
-                ),
-            }
-            for inst in found
-            if matches(request, inst)
-        ]
-        return dicom_json(page(request, out))
+        parse_query(request.query_params.multi_items())
+        key, found = find(request, actor, case_id, "dicomweb.search", study=study, series=series)
+        entities = []
+        for inst in found:
+            entity = dict(header(key, inst))
+            entity.update(
+                {
+                    "00080056": _attr("CS", "ONLINE"),
+                    "00081190": _attr(
+                        "UR",
+                        f"{base_url(case_id)}/studies/{study}/series/{series}/instances/"
+                        f"{inst.sop_uid}",
+                    ),
+                }
+            )
+            entities.append(entity)
+        return search(request, "instance", entities)
 
     # -- WADO-RS -----------------------------------------------------------
 
-    def files(key: bytes, found: list[DicomInstance]) -> Iterator[bytes]:
-        return (store.read_blob(key, inst.blob_id) for inst in found)
-
-    def metadata(key: bytes, found: list[DicomInstance]) -> list[dict]:
-        out = []
-        for data in files(key, found):
-            ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
-            out.append(
-                ds.to_json_dict(
-                    bulk_data_threshold=1024 * 1024, bulk_data_element_handler=lambda _e: ""
-                )
-            )
-        return out
+    def wado(
+        request: Request, actor: Actor, case_id: str, scope: _Scope, *, metadata: bool
+    ) -> Response:
+        """A study, series or instance (``scope``): its files, or their metadata."""
+        accept = request.headers.get("accept")
+        if metadata:
+            negotiate(accept, "json")  # before any read: a 406 costs nothing
+        key, found = find(
+            request,
+            actor,
+            case_id,
+            "dicomweb.metadata" if metadata else "dicomweb.retrieve",
+            study=scope.study,
+            series=scope.series,
+            sop=scope.sop,
+            must_exist=True,
+        )
+        if metadata:
+            return dicom_json(request, [header(key, inst) for inst in found])
+        negotiate(accept, "instances", stored_syntaxes={i.transfer_syntax for i in found})
+        files = (store.read_blob(key, inst.blob_id) for inst in found)
+        return _multipart(files, "application/dicom")
 
     @router.get("/studies/{study}")
     def retrieve_study(case_id: str, study: str, request: Request, actor: ActorDep) -> Response:
-        key, found = find(
-            request, actor, case_id, "dicomweb.retrieve", study=study, must_exist=True
-        )
-        return _multipart(files(key, found), "application/dicom")
+        return wado(request, actor, case_id, _Scope(study), metadata=False)
 
     @router.get("/studies/{study}/metadata")
-    def study_metadata(case_id: str, study: str, request: Request, actor: ActorDep) -> JSONResponse:
-        key, found = find(
-            request, actor, case_id, "dicomweb.metadata", study=study, must_exist=True
-        )
-        return dicom_json(metadata(key, found))
+    def study_metadata(case_id: str, study: str, request: Request, actor: ActorDep) -> Response:
+        return wado(request, actor, case_id, _Scope(study), metadata=True)
 
     @router.get("/studies/{study}/series/{series}")
     def retrieve_series(
         case_id: str, study: str, series: str, request: Request, actor: ActorDep
     ) -> Response:
-        key, found = find(
-            request,
-            actor,
-            case_id,
-            "dicomweb.retrieve",
-            study=study,
-            series=series,
-            must_exist=True,
-        )
-        return _multipart(files(key, found), "application/dicom")
+        return wado(request, actor, case_id, _Scope(study, series), metadata=False)
 
     @router.get("/studies/{study}/series/{series}/metadata")
     def series_metadata(
         case_id: str, study: str, series: str, request: Request, actor: ActorDep
-    ) -> JSONResponse:
-        key, found = find(
-            request,
-            actor,
-            case_id,
-            "dicomweb.metadata",
-            study=study,
-            series=series,
-            must_exist=True,
-        )
-        return dicom_json(metadata(key, found))
+    ) -> Response:
+        return wado(request, actor, case_id, _Scope(study, series), metadata=True)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}")
     def retrieve_instance(
         case_id: str, study: str, series: str, sop: str, request: Request, actor: ActorDep
     ) -> Response:
-        key, found = find(
-            request,
-            actor,
-            case_id,
-            "dicomweb.retrieve",
-            study=study,
-            series=series,
-            sop=sop,
-            must_exist=True,
-        )
-        return _multipart(files(key, found), "application/dicom")
+        return wado(request, actor, case_id, _Scope(study, series, sop), metadata=False)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
     def instance_metadata(
         case_id: str, study: str, series: str, sop: str, request: Request, actor: ActorDep
-    ) -> JSONResponse:
-        key, found = find(
-            request,
-            actor,
-            case_id,
-            "dicomweb.metadata",
-            study=study,
-            series=series,
-            sop=sop,
-            must_exist=True,
-        )
-        return dicom_json(metadata(key, found))
+    ) -> Response:
+        return wado(request, actor, case_id, _Scope(study, series, sop), metadata=True)
 
     @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
     def retrieve_frames(
@@ -368,6 +383,7 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
         request: Request,
         actor: ActorDep,
     ) -> Response:
+        negotiate(request.headers.get("accept"), "frames")
         try:
             numbers = [int(n) for n in frames.split(",")]
         except ValueError:
@@ -385,12 +401,18 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             must_exist=True,
         )
         inst = found[0]
-        parts = []
         for n in numbers:
             if n < 1 or n > inst.frames:
                 raise NotFoundError(f"frame numbers run from 1 to {inst.frames}")
-            offset = inst.pixel_offset + (n - 1) * inst.frame_bytes
-            parts.append(store.read_blob(key, inst.pixel_blob_id, offset, inst.frame_bytes))
+        parts = (
+            store.read_blob(
+                key,
+                inst.pixel_blob_id,
+                inst.pixel_offset + (n - 1) * inst.frame_bytes,
+                inst.frame_bytes,
+            )
+            for n in numbers
+        )
         return _multipart(parts, "application/octet-stream")
 
     # -- STOW-RS -----------------------------------------------------------
@@ -417,7 +439,7 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             return _stow_answer(report, base_url(case_id))
 
         status, body = await run_in_threadpool(run)
-        return JSONResponse(body, status_code=status, media_type=_DICOM_JSON, headers=_NO_STORE)
+        return JSONResponse(body, status_code=status, media_type=DICOM_JSON, headers=_NO_STORE)
 
     return router
 

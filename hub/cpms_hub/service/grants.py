@@ -16,6 +16,13 @@ The secret is derived from the keyring's index key with HKDF-SHA256 (info
 ``b"cpms-grants"``) by :func:`grant_secret`, so no new key file is needed and grants
 become invalid when the keyring is replaced. It is a *separate* key from the blind index
 key (HKDF output with its own label), so grants reveal nothing about blind indexes.
+
+:class:`ImageGrants` is what a router of images (slides, DICOM series) uses: it issues
+grants of one kind and verifies them, auditing each grant's first use once (``slide.view``,
+``dicom.view``) rather than once per tile or frame. The set of nonces already audited is
+bounded, so after very many grants an old one may be audited a second time - never less
+than once. If the audit write fails the request fails and the nonce is forgotten, so a
+later request with the same grant writes the entry.
 """
 
 from __future__ import annotations
@@ -25,16 +32,20 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from cpms_hub.domain.errors import AuthenticationError
+from cpms_hub.store.database import session_scope
 
-__all__ = ["GRANT_HEADER", "GrantClaims", "GrantIssuer", "grant_secret"]
+__all__ = ["GRANT_HEADER", "GrantClaims", "GrantIssuer", "ImageGrants", "grant_secret"]
 
 #: the request header that carries a grant (never a query parameter: URLs end up in logs)
 GRANT_HEADER = "X-CPMS-Grant"
@@ -42,6 +53,8 @@ GRANT_HEADER = "X-CPMS-Grant"
 _VERSION = 1
 #: grants longer than this are refused before any work is done on them
 _MAX_GRANT_CHARS = 1024
+#: nonces of grants already audited, per router; ~100 bytes each, so about 10 MB at most
+MAX_SEEN_NONCES = 100_000
 
 
 def grant_secret(keyring) -> bytes:  # noqa: ANN001 - cpms_hub.crypto.Keyring
@@ -131,3 +144,82 @@ class GrantIssuer:
         if expiry <= self._clock():
             raise AuthenticationError("grant expired", reasons=(f"{GRANT_HEADER}: expired",))
         return GrantClaims(str(user), str(g_case), str(g_image), expiry, str(nonce))
+
+
+class ImageGrants:
+    """Grants for one kind of image, with each grant's first use audited once.
+
+    ``kind`` names the audit action (``f"{kind}.view"``) and ``label`` the image in the
+    entry's detail (``series=…``); ``scope_prefix`` keeps the grants of one kind from
+    opening another kind's image of the same id (``"dicom:"``).
+    """
+
+    def __init__(
+        self,
+        state,  # noqa: ANN001 - cpms_hub.state.State
+        *,
+        kind: str,
+        label: str,
+        scope_prefix: str = "",
+        ttl: int = 300,
+        max_seen: int = MAX_SEEN_NONCES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.issuer = GrantIssuer(grant_secret(state.keyring), ttl=ttl, clock=clock)
+        self._state = state
+        self._action = f"{kind}.view"
+        self._label = label
+        self._prefix = scope_prefix
+        self._max_seen = max_seen
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def ttl(self) -> int:
+        return self.issuer.ttl
+
+    def issue(self, user: str, case_id: str, image_id: str) -> dict:
+        """A new grant as the JSON answer of a grant route: grant, header, expiry, ttl."""
+        token = self.issuer.issue(user, case_id, self._prefix + image_id)
+        expires = datetime.fromtimestamp(self.issuer.expires_at(token), UTC)
+        return {
+            "grant": token,
+            "header": GRANT_HEADER,
+            "expires_at": expires.isoformat(),
+            "ttl": self.issuer.ttl,
+        }
+
+    def already_seen(self, grant: str | None, case_id: str, image_id: str) -> GrantClaims | None:
+        """The claims of a valid grant whose first use was audited, or None (then call
+        :meth:`verify`, which may write). No database access: safe on the event loop."""
+        claims = self.issuer.verify(grant, case_id, self._prefix + image_id)
+        with self._lock:
+            return claims if claims.nonce in self._seen else None
+
+    def verify(self, grant: str | None, case_id: str, image_id: str, client: str) -> GrantClaims:
+        """The claims of a valid grant (401 otherwise); its first use writes one audit entry."""
+        claims = self.issuer.verify(grant, case_id, self._prefix + image_id)
+        with self._lock:
+            fresh = claims.nonce not in self._seen
+            if fresh:
+                self._seen[claims.nonce] = None
+                while len(self._seen) > self._max_seen:
+                    self._seen.popitem(last=False)
+        if fresh:
+            try:
+                with session_scope(self._state.sessions) as s:
+                    self._state.audit.append(
+                        s,
+                        actor=claims.user,
+                        action=self._action,
+                        outcome="allowed",
+                        client=client,
+                        case_id=case_id,
+                        detail=f"{self._label}={image_id} grant={claims.nonce}",
+                    )
+            except BaseException:
+                # requests racing this one are served meanwhile; a later one writes the entry
+                with self._lock:
+                    self._seen.pop(claims.nonce, None)
+                raise
+        return claims

@@ -17,9 +17,8 @@ decision, is taken as proof of authorisation for its lifetime (``ttl``, 5 minute
 default). So a withdrawn consent, a removed panel member or an erased case stops new
 grants at once, but an already issued grant keeps working until it expires, and an open
 slide (which holds the case's data key in memory) stays in the bounded LRU until evicted.
-Each grant is audited once (``slide.view``, on its first use), not once per tile; the
-set of grant nonces already seen is bounded, so after very many grants an old one may be
-audited a second time - never less than once. Requests with a bad grant are refused with
+Each grant is audited once (``slide.view``, on its first use), not once per tile
+(:class:`.grants.ImageGrants`). Requests with a bad grant are refused with
 401 without touching the database (they carry no identity worth auditing, and writing
 for them would let anyone load the audit log).
 
@@ -33,7 +32,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -45,11 +43,10 @@ from cpms_hub.imaging import SlideTileSource, UnsupportedFormatError, deidentify
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store.cases import AuditContext, Authorize
-from cpms_hub.store.database import session_scope
 from cpms_hub.store.slides import Slide, SlideStore
 
 from .errors import error_response
-from .grants import GRANT_HEADER, GrantClaims, GrantIssuer, grant_secret
+from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
 __all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router"]
@@ -75,8 +72,6 @@ _TILE_HEADERS = {
     "Vary": GRANT_HEADER,
     "X-Content-Type-Options": "nosniff",
 }
-#: nonces of grants already audited; ~100 bytes each, so about 10 MB at most
-_MAX_SEEN_NONCES = 100_000
 
 
 class SlideImportIn(BaseModel):
@@ -203,10 +198,8 @@ def slide_router(
     """The slide routes over ``state``; grants are keyed from its keyring."""
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
     slides = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
-    issuer = GrantIssuer(grant_secret(state.keyring), ttl=grant_ttl)
+    grants = ImageGrants(state, kind="slide", label="slide", ttl=grant_ttl)
     cache = _OpenSlides(open_slides)
-    seen: OrderedDict[str, None] = OrderedDict()
-    seen_lock = threading.Lock()
 
     def ctx_of(request: Request, actor_name: str) -> AuditContext:
         return AuditContext(actor=actor_name, client=request.client.host if request.client else "")
@@ -219,32 +212,8 @@ def slide_router(
 
     def granted(request: Request, case_id: str, slide_id: str) -> GrantClaims:
         """Verify the grant; the first use of each grant writes one ``slide.view``."""
-        claims = issuer.verify(request.headers.get(GRANT_HEADER), case_id, slide_id)
-        with seen_lock:
-            fresh = claims.nonce not in seen
-            if fresh:
-                seen[claims.nonce] = None
-                while len(seen) > _MAX_SEEN_NONCES:
-                    seen.popitem(last=False)
-        if fresh:
-            try:
-                with session_scope(state.sessions) as s:
-                    state.audit.append(
-                        s,
-                        actor=claims.user,
-                        action="slide.view",
-                        outcome="allowed",
-                        client=request.client.host if request.client else "",
-                        case_id=case_id,
-                        detail=f"slide={slide_id} grant={claims.nonce}",
-                    )
-            except BaseException:
-                # this request fails and the nonce is forgotten, so a later request with
-                # the grant writes the entry (requests racing this one are served meanwhile)
-                with seen_lock:
-                    seen.pop(claims.nonce, None)
-                raise
-        return claims
+        client = request.client.host if request.client else ""
+        return grants.verify(request.headers.get(GRANT_HEADER), case_id, slide_id, client)
 
     def source_for(request: Request, claims: GrantClaims, case_id: str, slide_id: str) -> _Entry:
         def opener() -> SlideTileSource:
@@ -292,12 +261,8 @@ def slide_router(
             ctx=ctx_of(request, actor.name),
             action="slide.grant",
         )
-        token = issuer.issue(actor.name, case_id, slide_id)
-        expires = datetime.fromtimestamp(issuer.expires_at(token), UTC)
         body = {
-            "grant": token,
-            "header": GRANT_HEADER,
-            "expires_at": expires.isoformat(),
+            **grants.issue(actor.name, case_id, slide_id),
             "dzi_url": base(case_id, slide_id) + "/dzi",
             "tiles_url": base(case_id, slide_id) + "/tiles/",
         }

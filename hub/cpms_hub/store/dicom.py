@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import (
     BigInteger,
@@ -82,6 +84,15 @@ _PIXELS_MEDIA_TYPE = "application/octet-stream"
 Prepare = Callable[[bytes, bytes, frozenset[str], Mapping[str, Any]], Any]
 #: ``items(data)`` -> the files of an upload (cpms_hub.imaging.dicom_import.iter_items)
 Items = Callable[[bytes], Iterable[Any]]
+
+
+class _BlobReader(io.BufferedReader):
+    """A buffered reader of a decrypted blob, named by its blob id (readers such as
+    pydicom ask a buffered file for its name)."""
+
+    @property
+    def name(self) -> str:
+        return f"blob:{self.raw.blob_id}"
 
 
 class DicomInstanceRow(Base):
@@ -531,6 +542,17 @@ class DicomStore:
             study["modalities"].sort()
             out.append(study)
         return sorted(out, key=lambda x: (x["study_date"] or "", x["study_uid"]))
+
+    @contextmanager
+    def open_blob(self, data_key: bytes, blob_id: str) -> Iterator[BinaryIO]:
+        """A seekable reader of an instance's plaintext that decrypts only the segments it
+        reads: a header is parsed without decrypting the pixels (no database access)."""
+        if not _is_uuid(blob_id):
+            raise NotFoundError("no such blob")
+        with self.cases.blobs.open(blob_id) as fh:
+            raw = SegmentedReader(data_key, fh, blob_id=blob_id)
+            with _BlobReader(raw, buffer_size=DEFAULT_SEGMENT_SIZE) as reader:
+                yield reader
 
     def read_blob(
         self, data_key: bytes, blob_id: str, offset: int = 0, length: int | None = None
