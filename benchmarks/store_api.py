@@ -10,8 +10,10 @@ account, asks the hub for its token and then loads the store service the way
 notebooks reach it: straight to the service on loopback (``direct_api``).
 
 Measured (closed loop: every client sends its next request as soon as the
-previous reply is in; one ``httpx.AsyncClient`` per client, keep-alive, all
-clients on one asyncio loop in this process):
+previous reply is in; one keep-alive connection per client, all clients on one
+asyncio loop in this process) with the lean generator of :mod:`http_load`
+(raw asyncio streams, requests built before the clock starts), the same for
+every row, so the floor and the reads are measured side by side:
 
 * ``GET /health`` — the framework's floor: routing, a sync route in the
   thread pool, JSON out; no credentials, no database;
@@ -45,6 +47,7 @@ ratios (reads vs. the floor, the decryption share) are the robust figures.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -53,9 +56,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +66,12 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
+from benchmarks.http_load import (  # noqa: E402
+    Endpoint,
+    LoadResult,
+    build_request,
+    closed_loop,
+)
 from tests.deployment import Deployment  # noqa: E402
 
 # -- parameters ----------------------------------------------------------------------
@@ -83,51 +91,11 @@ SUMMARY = (
 ) * 6  # ~900 characters, a typical short summary
 
 
-# -- statistics ----------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]
-
-
-@dataclass
-class LoadResult:
-    name: str
-    clients: int
-    count: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float]
-    server_cpu_ms: float = float("nan")  # service process CPU per request (user + system)
-
-    @property
-    def rps(self) -> float:
-        return self.count / self.seconds if self.seconds else 0.0
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies_ms, 50) if self.latencies_ms else float("nan")
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies_ms, 99) if self.latencies_ms else float("nan")
-
-    @property
-    def per_request_ms(self) -> float:
-        """Service time per request the server sustained (1000 / throughput)."""
-        return 1000.0 / self.rps if self.rps else float("nan")
-
-
 # -- HTTP load -----------------------------------------------------------------------
-
-Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
 def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
-    """CPU seconds (user + system) used so far by the store service process."""
+    """CPU seconds (user + system) used so far by the store service process(es)."""
     import psutil
 
     dep._record_children()  # noqa: SLF001 - the PIDs the deployment saw its hub start
@@ -137,6 +105,7 @@ def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
             p = psutil.Process(pid)
             if "cpms_hub.service" in " ".join(p.cmdline()):
                 procs.append(p)
+                procs.extend(p.children(recursive=True))  # worker processes, if any
         except psutil.Error:
             continue
 
@@ -153,60 +122,20 @@ def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
     return probe
 
 
-async def run_level(
-    name: str,
-    clients: int,
-    make_request: Callable[[random.Random], Request],
-    *,
-    expect: int,
-    cpu: Callable[[], float],
-    warmup: float = WARMUP_S,
-    duration: float = MEASURE_S,
-) -> LoadResult:
-    """``clients`` closed-loop clients for warm-up + ``duration`` seconds.
+def wait_until_idle(cpu: Callable[[], float], *, limit_s: float = 120.0) -> float:
+    """Wait until the service has finished its start-up work; returns seconds waited.
 
-    A request counts if it started after the warm-up and finished inside the
-    window; throughput is those requests over the window's length. The service
-    process's CPU time over the whole level, divided by every request answered
-    in it, gives its CPU cost per request (robust to other load on the machine).
+    At start the service loads the vocabularies and builds the analyses' tables
+    in a background thread (seconds of CPU): measured while that runs, every row
+    pays for it. Idle = under 5 % of a core over half a second.
     """
-    loop = asyncio.get_running_loop()
-    t0 = loop.time() + 0.05
-    start, end = t0 + warmup, t0 + warmup + duration
-    latencies: list[float] = []
-    errors = 0
-    done = 0
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-
-    async def client_loop(i: int) -> None:
-        nonlocal errors, done
-        rng = random.Random(i * 7919 + clients)
-        async with httpx.AsyncClient(trust_env=False, timeout=TIMEOUT_S, limits=limits) as c:
-            while loop.time() < t0:
-                await asyncio.sleep(0.005)
-            while True:
-                begun = time.perf_counter()
-                started_at = loop.time()
-                if started_at >= end:
-                    return
-                try:
-                    r = await make_request(rng)(c)
-                    ok = r.status_code == expect
-                except httpx.HTTPError:
-                    ok = False
-                took = (time.perf_counter() - begun) * 1000
-                finished_at = loop.time()
-                done += 1
-                if started_at >= start and finished_at <= end:
-                    if ok:
-                        latencies.append(took)
-                    else:
-                        errors += 1
-
-    cpu0 = cpu()
-    await asyncio.gather(*(client_loop(i) for i in range(clients)))
-    cpu_ms = (cpu() - cpu0) * 1000 / done if done else float("nan")
-    return LoadResult(name, clients, len(latencies), errors, duration, latencies, cpu_ms)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        before = cpu()
+        time.sleep(0.5)
+        if cpu() - before < 0.025:
+            break
+    return time.monotonic() - t0
 
 
 async def precreate_cases(api: str, headers: dict[str, str], n: int) -> list[str]:
@@ -227,32 +156,48 @@ async def precreate_cases(api: str, headers: dict[str, str], n: int) -> list[str
 
 
 async def http_benchmarks(dep: Deployment, token: str, case_ids: list[str]) -> dict:
+    """Every row with the lean generator (:mod:`http_load`); requests are built up front."""
     auth = {"Authorization": f"token {token}"}
-    direct, proxied = dep.direct_api, dep.api
+    direct, proxied = Endpoint.of(dep.direct_api), Endpoint.of(dep.api)
     cpu = server_cpu_probe(dep)
 
-    def health(_: random.Random) -> Request:
-        return lambda c: c.get(f"{direct}/health")
+    health_req = build_request(direct, "GET", "/health")
+    create_reqs = [
+        build_request(
+            direct,
+            "POST",
+            "/cases",
+            headers=auth,
+            body=json.dumps({"title": f"bench create {k}", "clinical_summary": SUMMARY}).encode(),
+        )
+        for k in range(64)
+    ]
 
-    def create(rng: random.Random) -> Request:
-        body = {"title": f"bench create {rng.random():.6f}", "clinical_summary": SUMMARY}
-        return lambda c: c.post(f"{direct}/cases", json=body, headers=auth)
+    def reads(endpoint: Endpoint) -> Callable[[random.Random], bytes]:
+        built = [build_request(endpoint, "GET", f"/cases/{cid}", headers=auth) for cid in case_ids]
+        return lambda rng: rng.choice(built)
 
-    def read_via(base: str) -> Callable[[random.Random], Request]:
-        def read(rng: random.Random) -> Request:
-            cid = rng.choice(case_ids)
-            return lambda c: c.get(f"{base}/cases/{cid}", headers=auth)
+    def level(name: str, endpoint: Endpoint, n: int, pick, expect: int = 200):  # noqa: ANN001, ANN202
+        return closed_loop(
+            name,
+            endpoint,
+            n,
+            pick,
+            expect=expect,
+            warmup=WARMUP_S,
+            duration=MEASURE_S,
+            server_cpu=cpu,
+        )
 
-        return read
-
+    read_direct, read_proxy = reads(direct), reads(proxied)
     results: dict[tuple[str, int], LoadResult] = {}
     for n in LEVELS:
-        results[("health", n)] = await run_level("health", n, health, expect=200, cpu=cpu)
-        results[("read", n)] = await run_level("read", n, read_via(direct), expect=200, cpu=cpu)
-        results[("create", n)] = await run_level("create", n, create, expect=201, cpu=cpu)
-    results[("read-proxy", 8)] = await run_level(
-        "read via proxy", 8, read_via(proxied), expect=200, cpu=cpu
-    )
+        results[("health", n)] = await level("health", direct, n, lambda _: health_req)
+        results[("read", n)] = await level("read", direct, n, read_direct)
+        results[("create", n)] = await level(
+            "create", direct, n, lambda rng: rng.choice(create_reqs), expect=201
+        )
+    results[("read-proxy", 8)] = await level("read via proxy", proxied, 8, read_proxy)
     return results
 
 
@@ -474,6 +419,7 @@ def main() -> int:
         case_ids = asyncio.run(
             precreate_cases(dep.direct_api, {"Authorization": f"token {token}"}, N_CASES)
         )
+        t_idle = wait_until_idle(server_cpu_probe(dep))
         results = asyncio.run(http_benchmarks(dep, token, case_ids))
 
         state = dep.open_state()
@@ -491,7 +437,7 @@ def main() -> int:
     print()
     print(
         f"CPMS store API benchmark (SQLite, local processes; {os.cpu_count()} CPUs; "
-        f"deployment ready in {t_ready:.1f} s)"
+        f"deployment ready in {t_ready:.1f} s, service idle after {t_idle:.1f} s more)"
     )
     print(
         f"closed loop, {WARMUP_S:.1f} s warm-up + {MEASURE_S:.1f} s window per row; "
@@ -499,7 +445,8 @@ def main() -> int:
     )
     print(
         "ms/req = 1000 / req/s (sustained time per request); srv cpu = store service "
-        "process CPU ms per request"
+        "process CPU ms per request; gen cpu = the load generator's (this process) CPU ms "
+        "per request"
     )
     print(
         f"1-min load average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
@@ -508,17 +455,18 @@ def main() -> int:
     print()
     print(
         f"{'operation':<18}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-        f"{'ms/req':>10}{'srv cpu':>10}{'n':>8}{'errors':>8}"
+        f"{'ms/req':>10}{'srv cpu':>10}{'gen cpu':>10}{'n':>8}{'errors':>8}"
     )
-    print("-" * 92)
+    print("-" * 102)
     for (_, n), r in results.items():
         print(
             f"{r.name:<18}{n:>8}{r.rps:>10.1f}{r.p50:>10.2f}{r.p99:>10.2f}"
-            f"{r.per_request_ms:>10.2f}{r.server_cpu_ms:>10.2f}{r.count:>8}{r.errors:>8}"
+            f"{r.per_request_ms:>10.2f}{r.server_cpu_ms:>10.2f}{r.client_cpu_ms:>10.2f}"
+            f"{r.count:>8}{r.errors:>8}"
         )
     print(
         f"{'read, store only':<18}{32:>8}{store32.rps:>10.1f}{store32.p50:>10.2f}"
-        f"{store32.p99:>10.2f}{store32.per_request_ms:>10.2f}{'':>10}{store32.count:>8}{0:>8}"
+        f"{store32.p99:>10.2f}{store32.per_request_ms:>10.2f}{'':>20}{store32.count:>8}{0:>8}"
         "   (32 threads in this process, no HTTP: accounts.get + read_case)"
     )
     print()
