@@ -21,11 +21,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["make_engine", "make_session_factory", "migrate", "session_scope", "is_sqlite"]
+__all__ = [
+    "make_engine",
+    "make_session_factory",
+    "migrate",
+    "session_scope",
+    "read_connection",
+    "is_sqlite",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -121,6 +128,27 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = True) -> Iter
     finally:
         if lock is not None:
             lock.release()
+
+
+@contextmanager
+def read_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A read-only transaction on a bare Core connection, for the hottest read paths.
+
+    Like ``session_scope(factory, write=False)`` (no write lock, rolled back at
+    the end) without a :class:`Session`: callers run Core statements only.
+    """
+    engine = factory.kw["bind"]
+    conn = engine.connect()
+    try:
+        _READ_ONLY.on = True
+        try:
+            conn.begin()  # begin now, while the flag is set
+        finally:
+            _READ_ONLY.on = False
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
