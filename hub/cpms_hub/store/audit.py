@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from cpms_hub.domain import AuditEntry
@@ -94,7 +94,7 @@ class AuditTrail:
         }
         return self.append_many(session, [fields])[0]
 
-    def append_many(self, session: Session, entries: list[dict]) -> list[AuditEntry]:
+    def append_many(self, session: Session | Connection, entries: list[dict]) -> list[AuditEntry]:
         """Append ``entries`` (dicts of :meth:`append`'s keywords), chained in order.
 
         The head is read and locked once and updated once, whatever the number
@@ -103,7 +103,7 @@ class AuditTrail:
         """
         # Core statements on the session's connection: this runs on every request,
         # and the ORM's execution path costs more than the statements themselves
-        conn = session.connection()
+        conn = session.connection() if isinstance(session, Session) else session
         head = conn.execute(_HEAD_FOR_UPDATE).one()
         seq, prev = head.seq, head.hash
         # microsecond precision survives both backends, so hashes recompute exactly

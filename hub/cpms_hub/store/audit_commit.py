@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cpms_hub.domain import AuditEntry
 
 from .audit import AuditTrail
-from .database import session_scope
+from .database import write_connection
 
 __all__ = ["AuditGroupCommit"]
 
@@ -95,8 +95,8 @@ class AuditGroupCommit:
 
     def _write(self, group: list[_Queued]) -> None:
         try:
-            with session_scope(self.sessions) as s:
-                entries = self.trail.append_many(s, [q.fields for q in group])
+            with write_connection(self.sessions) as conn:
+                entries = self.trail.append_many(conn, [q.fields for q in group])
         except BaseException as exc:  # every caller of the group learns it failed
             for q in group:
                 q.error, q.done = exc, True
