@@ -26,7 +26,8 @@ Then, unless ``--no-http``, the same slide is served OVER HTTP by a real deploym
 (``tests/deployment.py``: hub, proxy and store service on loopback): the slide is uploaded
 and imported in process through :class:`~cpms_hub.store.slides.SlideStore` against the
 deployment's state (de-identification, encryption), a viewer grant is fetched over HTTP,
-and ``--clients`` concurrent httpx clients fetch distinct tile addresses through the proxy
+and ``--clients`` concurrent keep-alive connections (the lean generator of
+``http_load.py``) fetch distinct tile addresses through the proxy
 with the grant in ``X-CPMS-Grant``, as a browser would. The service's ``/health`` route,
 fetched the same way, is the ceiling (the cost of the proxy, the ASGI stack and a
 threadpool hop with no work at all).
@@ -53,7 +54,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imagecodecs
@@ -150,26 +150,21 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def _http_run(urls: list[str], headers: dict[str, str], clients: int) -> tuple[list[float], float]:
-    """Fetch ``urls`` with ``clients`` concurrent clients; per-request times and wall time."""
-    import httpx
+    """Fetch ``urls`` with ``clients`` concurrent keep-alive connections (the lean
+    generator of :mod:`benchmarks.http_load`); per-request times (s) and wall time."""
+    import asyncio
+    from urllib.parse import urlsplit
 
-    chunks = [urls[i::clients] for i in range(clients)]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.http_load import Endpoint, build_request, fetch_all
 
-    def worker(part: list[str]) -> list[float]:
-        times = []
-        with httpx.Client(timeout=60, trust_env=False, headers=headers) as c:
-            for url in part:
-                start = time.perf_counter()
-                r = c.get(url)
-                times.append(time.perf_counter() - start)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{url}: HTTP {r.status_code} {r.text[:200]}")
-        return times
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(worker, chunks))
-    return [t for part in results for t in part], time.perf_counter() - start
+    origin = Endpoint.of(urls[0])
+    origin = Endpoint(origin.host, origin.port, "")
+    requests = [build_request(origin, "GET", urlsplit(u).path, headers=headers) for u in urls]
+    times_ms, wall, errors = asyncio.run(fetch_all(origin, requests, clients))
+    if errors:
+        raise RuntimeError(f"{errors} of {len(urls)} requests did not answer 200")
+    return [t / 1000 for t in times_ms], wall
 
 
 def http_bench(plain: Path, root: Path, args: argparse.Namespace, rng: random.Random) -> dict:

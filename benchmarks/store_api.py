@@ -10,8 +10,10 @@ account, asks the hub for its token and then loads the store service the way
 notebooks reach it: straight to the service on loopback (``direct_api``).
 
 Measured (closed loop: every client sends its next request as soon as the
-previous reply is in; one ``httpx.AsyncClient`` per client, keep-alive, all
-clients on one asyncio loop in this process):
+previous reply is in; one keep-alive connection per client, all clients on one
+asyncio loop in this process) with the lean generator of :mod:`http_load`
+(raw asyncio streams, requests built before the clock starts), the same for
+every row, so the floor and the reads are measured side by side:
 
 * ``GET /health`` — the framework's floor: routing, a sync route in the
   thread pool, JSON out; no credentials, no database;
@@ -45,6 +47,7 @@ ratios (reads vs. the floor, the decryption share) are the robust figures.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import shutil
@@ -53,9 +56,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +66,12 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
+from benchmarks.http_load import (  # noqa: E402
+    Endpoint,
+    LoadResult,
+    build_request,
+    closed_loop,
+)
 from tests.deployment import Deployment  # noqa: E402
 
 # -- parameters ----------------------------------------------------------------------
@@ -83,51 +91,11 @@ SUMMARY = (
 ) * 6  # ~900 characters, a typical short summary
 
 
-# -- statistics ----------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]
-
-
-@dataclass
-class LoadResult:
-    name: str
-    clients: int
-    count: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float]
-    server_cpu_ms: float = float("nan")  # service process CPU per request (user + system)
-
-    @property
-    def rps(self) -> float:
-        return self.count / self.seconds if self.seconds else 0.0
-
-    @property
-    def p50(self) -> float:
-        return percentile(self.latencies_ms, 50) if self.latencies_ms else float("nan")
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.latencies_ms, 99) if self.latencies_ms else float("nan")
-
-    @property
-    def per_request_ms(self) -> float:
-        """Service time per request the server sustained (1000 / throughput)."""
-        return 1000.0 / self.rps if self.rps else float("nan")
-
-
 # -- HTTP load -----------------------------------------------------------------------
-
-Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
 def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
-    """CPU seconds (user + system) used so far by the store service process."""
+    """CPU seconds (user + system) used so far by the store service process(es)."""
     import psutil
 
     dep._record_children()  # noqa: SLF001 - the PIDs the deployment saw its hub start
@@ -137,6 +105,7 @@ def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
             p = psutil.Process(pid)
             if "cpms_hub.service" in " ".join(p.cmdline()):
                 procs.append(p)
+                procs.extend(p.children(recursive=True))  # worker processes, if any
         except psutil.Error:
             continue
 
@@ -153,60 +122,20 @@ def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
     return probe
 
 
-async def run_level(
-    name: str,
-    clients: int,
-    make_request: Callable[[random.Random], Request],
-    *,
-    expect: int,
-    cpu: Callable[[], float],
-    warmup: float = WARMUP_S,
-    duration: float = MEASURE_S,
-) -> LoadResult:
-    """``clients`` closed-loop clients for warm-up + ``duration`` seconds.
+def wait_until_idle(cpu: Callable[[], float], *, limit_s: float = 120.0) -> float:
+    """Wait until the service has finished its start-up work; returns seconds waited.
 
-    A request counts if it started after the warm-up and finished inside the
-    window; throughput is those requests over the window's length. The service
-    process's CPU time over the whole level, divided by every request answered
-    in it, gives its CPU cost per request (robust to other load on the machine).
+    At start the service loads the vocabularies and builds the analyses' tables
+    in a background thread (seconds of CPU): measured while that runs, every row
+    pays for it. Idle = under 5 % of a core over half a second.
     """
-    loop = asyncio.get_running_loop()
-    t0 = loop.time() + 0.05
-    start, end = t0 + warmup, t0 + warmup + duration
-    latencies: list[float] = []
-    errors = 0
-    done = 0
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-
-    async def client_loop(i: int) -> None:
-        nonlocal errors, done
-        rng = random.Random(i * 7919 + clients)
-        async with httpx.AsyncClient(trust_env=False, timeout=TIMEOUT_S, limits=limits) as c:
-            while loop.time() < t0:
-                await asyncio.sleep(0.005)
-            while True:
-                begun = time.perf_counter()
-                started_at = loop.time()
-                if started_at >= end:
-                    return
-                try:
-                    r = await make_request(rng)(c)
-                    ok = r.status_code == expect
-                except httpx.HTTPError:
-                    ok = False
-                took = (time.perf_counter() - begun) * 1000
-                finished_at = loop.time()
-                done += 1
-                if started_at >= start and finished_at <= end:
-                    if ok:
-                        latencies.append(took)
-                    else:
-                        errors += 1
-
-    cpu0 = cpu()
-    await asyncio.gather(*(client_loop(i) for i in range(clients)))
-    cpu_ms = (cpu() - cpu0) * 1000 / done if done else float("nan")
-    return LoadResult(name, clients, len(latencies), errors, duration, latencies, cpu_ms)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        before = cpu()
+        time.sleep(0.5)
+        if cpu() - before < 0.025:
+            break
+    return time.monotonic() - t0
 
 
 async def precreate_cases(api: str, headers: dict[str, str], n: int) -> list[str]:
@@ -227,32 +156,48 @@ async def precreate_cases(api: str, headers: dict[str, str], n: int) -> list[str
 
 
 async def http_benchmarks(dep: Deployment, token: str, case_ids: list[str]) -> dict:
+    """Every row with the lean generator (:mod:`http_load`); requests are built up front."""
     auth = {"Authorization": f"token {token}"}
-    direct, proxied = dep.direct_api, dep.api
+    direct, proxied = Endpoint.of(dep.direct_api), Endpoint.of(dep.api)
     cpu = server_cpu_probe(dep)
 
-    def health(_: random.Random) -> Request:
-        return lambda c: c.get(f"{direct}/health")
+    health_req = build_request(direct, "GET", "/health")
+    create_reqs = [
+        build_request(
+            direct,
+            "POST",
+            "/cases",
+            headers=auth,
+            body=json.dumps({"title": f"bench create {k}", "clinical_summary": SUMMARY}).encode(),
+        )
+        for k in range(64)
+    ]
 
-    def create(rng: random.Random) -> Request:
-        body = {"title": f"bench create {rng.random():.6f}", "clinical_summary": SUMMARY}
-        return lambda c: c.post(f"{direct}/cases", json=body, headers=auth)
+    def reads(endpoint: Endpoint) -> Callable[[random.Random], bytes]:
+        built = [build_request(endpoint, "GET", f"/cases/{cid}", headers=auth) for cid in case_ids]
+        return lambda rng: rng.choice(built)
 
-    def read_via(base: str) -> Callable[[random.Random], Request]:
-        def read(rng: random.Random) -> Request:
-            cid = rng.choice(case_ids)
-            return lambda c: c.get(f"{base}/cases/{cid}", headers=auth)
+    def level(name: str, endpoint: Endpoint, n: int, pick, expect: int = 200):  # noqa: ANN001, ANN202
+        return closed_loop(
+            name,
+            endpoint,
+            n,
+            pick,
+            expect=expect,
+            warmup=WARMUP_S,
+            duration=MEASURE_S,
+            server_cpu=cpu,
+        )
 
-        return read
-
+    read_direct, read_proxy = reads(direct), reads(proxied)
     results: dict[tuple[str, int], LoadResult] = {}
     for n in LEVELS:
-        results[("health", n)] = await run_level("health", n, health, expect=200, cpu=cpu)
-        results[("read", n)] = await run_level("read", n, read_via(direct), expect=200, cpu=cpu)
-        results[("create", n)] = await run_level("create", n, create, expect=201, cpu=cpu)
-    results[("read-proxy", 8)] = await run_level(
-        "read via proxy", 8, read_via(proxied), expect=200, cpu=cpu
-    )
+        results[("health", n)] = await level("health", direct, n, lambda _: health_req)
+        results[("read", n)] = await level("read", direct, n, read_direct)
+        results[("create", n)] = await level(
+            "create", direct, n, lambda rng: rng.choice(create_reqs), expect=201
+        )
+    results[("read-proxy", 8)] = await level("read via proxy", proxied, 8, read_proxy)
     return results
 
 
@@ -267,48 +212,59 @@ def decrypt_share(state, case_ids: list[str], read_p50_1_ms: float) -> tuple[flo
     """Share of a read's time spent on decryption.
 
     Method: in this process, on the deployment's own database and key file, do
-    for each pre-created case exactly what a read decrypts —
-    ``DataKeys.get`` (the SELECT of the wrapped data key plus the unwrap, which
-    is cached after first use exactly as in the long-running service; a first
-    untimed pass warms that cache so we see the service's steady state), a
-    ``FieldCipher`` for the key, and ``decrypt_text`` of title and summary —
-    and take the median per-case time (a). The share is (a) divided by (b),
-    the p50 latency of a read over HTTP at 1 client measured above, i.e. the
-    whole time a caller waits for one uncontended read.
+    for each pre-created case exactly what a read decrypts — the data key from
+    the wrapped key its one statement brought back (``DataKeys.from_wrapped``:
+    the AES unwrap is cached after first use, exactly as in the long-running
+    service; a first untimed pass warms that cache so we see the service's
+    steady state), a ``FieldCipher`` for it, and ``decrypt_text`` of title and
+    summary — and take the median per-case time (a). The share is (a) divided
+    by (b), the p50 latency of a read over HTTP at 1 client measured above,
+    i.e. the whole time a caller waits for one uncontended read. For
+    reference the old path's cost is shown too: a SELECT of the wrapped key of
+    its own (``DataKeys.get``) before the same decryption.
     """
     from cpms_hub.crypto import FieldCipher
     from cpms_hub.store import session_scope
     from cpms_hub.store.keys import case_key_id
-    from cpms_hub.store.schema import CaseRow
+    from cpms_hub.store.schema import CaseRow, DataKeyRow
 
     with session_scope(state.sessions) as s:
         rows = {
             r.id: (r.title_enc, r.summary_enc, r.schema_version)
             for r in s.query(CaseRow).filter(CaseRow.id.in_(case_ids))
         }
-    total, key_only, aes_only = [], [], []
+        wrapped = {
+            r.id: r.wrapped
+            for r in s.query(DataKeyRow).filter(
+                DataKeyRow.id.in_([case_key_id(c) for c in case_ids])
+            )
+        }
+    total, key_only, aes_only, with_select = [], [], [], []
     for timed in (False, True):
-        with session_scope(state.sessions) as s:
-            s.connection()  # open the transaction (BEGIN IMMEDIATE) outside the timing
+        with session_scope(state.sessions, write=False) as s:
             for cid in case_ids:
                 title_enc, summary_enc, ver = rows[cid]
                 ad = {"table": "cases", "row_id": cid, "schema_version": ver}
                 t0 = time.perf_counter()
-                key = state.keys.get(s, case_key_id(cid))
+                key = state.keys.from_wrapped(case_key_id(cid), wrapped[case_key_id(cid)])
                 t1 = time.perf_counter()
                 cipher = FieldCipher(key)
                 cipher.decrypt_text(title_enc, field="title", **ad)
                 cipher.decrypt_text(summary_enc, field="summary", **ad)
                 t2 = time.perf_counter()
+                state.keys.get(s, case_key_id(cid))
+                t3 = time.perf_counter()
                 if timed:
                     total.append(t2 - t0)
                     key_only.append(t1 - t0)
                     aes_only.append(t2 - t1)
+                    with_select.append(t3 - t2 + t2 - t0)
     a_ms = statistics.median(total) * 1000
     detail = {
         "decrypt_total_us": a_ms * 1000,
-        "key_select_unwrap_us": _median_us(key_only),
+        "key_unwrap_us": _median_us(key_only),
         "aes_gcm_us": _median_us(aes_only),
+        "with_key_select_us": _median_us(with_select),
     }
     return ratio(a_ms, read_p50_1_ms), detail
 
@@ -316,20 +272,21 @@ def decrypt_share(state, case_ids: list[str], read_p50_1_ms: float) -> tuple[flo
 def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
     """Median time (us) of each phase of ``CaseStore.read_case``, without HTTP.
 
-    The steps are those of ``read_case`` (same calls, same order, one
-    transaction), with a clock between them; plus what the service does per
-    request around it: the account lookup of authentication (its own
-    transaction) and building the JSON body from the Case.
+    The steps are those of ``read_case`` (same calls, same order), with a clock
+    between them; plus what the service does per request around it: the
+    account look-up of authentication (``Authenticator.actor_of``) and the JSON
+    body, built as the route builds it.
     """
-    import json
-
+    from cpms_hub.crypto import FieldCipher
     from cpms_hub.domain import AccountStatus
     from cpms_hub.policy import Action, Actor, decide
     from cpms_hub.policy.scopes import Scope
-    from cpms_hub.service.app import _case_out  # the route's own body builder
-    from cpms_hub.service.models import CaseOut
+    from cpms_hub.service.app import _case_model  # the route's own body builder
     from cpms_hub.store import AuditContext
-    from cpms_hub.store.cases import _ref
+    from cpms_hub.store.case_reads import fetch_case
+    from cpms_hub.store.cases import _case_of
+    from cpms_hub.store.database import read_connection
+    from cpms_hub.store.keys import case_key_id
 
     account = state.accounts.get(ACCOUNT)
     actor = Actor(
@@ -345,12 +302,10 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
     phases: dict[str, list[float]] = {
         k: []
         for k in (
-            "begin (BEGIN IMMEDIATE)",
-            "row + members + policy",
-            "decrypt (key + AES)",
-            "audit append",
-            "commit (flush + COMMIT)",
-            "session close",
+            "read txn + one statement (row, members, consent, key)",
+            "policy (decide)",
+            "decrypt (unwrap cached + AES-GCM)",
+            "audit entry (group commit, a group of 1)",
         )
     }
     whole, acct, out = [], [], []
@@ -358,33 +313,27 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
     for i in range(600):
         cid = rng.choice(case_ids)
         t0 = time.perf_counter()
-        s = state.sessions()
-        try:
-            s.connection()
-            t1 = time.perf_counter()
-            row = store._row(s, cid)
-            ref = _ref(row)
-            assert decide(actor, Action.CASE_READ, ref).allowed
-            t2 = time.perf_counter()
-            case = store._decrypt_case(s, row)
-            t3 = time.perf_counter()
-            store.audit.append(
-                s,
-                actor=ctx.actor,
-                action="case.read",
-                outcome="allowed",
-                client=ctx.client,
-                case_id=cid,
-            )
-            t4 = time.perf_counter()
-            s.commit()
-            t5 = time.perf_counter()
-        finally:
-            s.close()
-        t6 = time.perf_counter()
+        with read_connection(state.sessions) as conn:
+            snap = fetch_case(conn, cid)
+        t1 = time.perf_counter()
+        assert decide(actor, Action.CASE_READ, snap.ref).allowed
+        t2 = time.perf_counter()
+        cipher = FieldCipher(store.keys.from_wrapped(case_key_id(cid), snap.wrapped_key))
+        case = _case_of(
+            snap.ref,
+            cipher,
+            snap.title_enc,
+            snap.summary_enc,
+            snap.content_enc,
+            snap.schema_version,
+        )
+        t3 = time.perf_counter()
+        store.audit_commit.record(
+            actor=ctx.actor, action="case.read", outcome="allowed", client=ctx.client, case_id=cid
+        )
+        t4 = time.perf_counter()
         if i >= 100:  # first 100: warm-up
-            steps = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)
-            for k, v in zip(phases, steps, strict=True):
+            for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 phases[k].append(v)
         # the whole store call, as the route makes it
         t0 = time.perf_counter()
@@ -392,7 +341,7 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
         t1 = time.perf_counter()
         state.accounts.get(ACCOUNT)
         t2 = time.perf_counter()
-        body = json.dumps(CaseOut.model_validate(_case_out(case)).model_dump(mode="json"))
+        body = _case_model(case).model_dump_json()
         t3 = time.perf_counter()
         assert body
         if i >= 100:
@@ -401,8 +350,8 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
             out.append(t3 - t2)
     result = {k: _median_us(v) for k, v in phases.items()}
     result["= CaseStore.read_case (whole)"] = _median_us(whole)
-    result["auth: accounts.get (own txn)"] = _median_us(acct)
-    result["response: _case_out + response_model + json"] = _median_us(out)
+    result["auth: accounts.get (one Core statement)"] = _median_us(acct)
+    result["response: CaseOut + model_dump_json"] = _median_us(out)
     return result
 
 
@@ -443,8 +392,14 @@ def threaded_store_reads(state, case_ids: list[str], threads: int, seconds: floa
         with lock:
             lat.extend(mine)
 
+    state.cases.audit_commit.group_sizes.clear()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, range(threads)))
+    groups = state.cases.audit_commit.group_sizes
+    print(
+        f"store only, {threads} threads: {len(groups)} audit commits, "
+        f"{statistics.mean(groups) if groups else 0:.1f} entries per commit on average"
+    )
     return LoadResult("store only", threads, len(lat), 0, seconds, lat)
 
 
@@ -460,10 +415,22 @@ def ratio(a: float, b: float) -> float:
 
 
 def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("CPMS_STORE_WORKERS", "1")),
+        help="store service worker processes (CPMS_STORE_WORKERS; default 1)",
+    )
+    args = parser.parse_args()
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="cpms-bench-"))
-    dep = Deployment(root, extra_env={"CPMS_ACCESS_LOG": "0"})
+    dep = Deployment(
+        root, extra_env={"CPMS_ACCESS_LOG": "0", "CPMS_STORE_WORKERS": str(args.workers)}
+    )
     state = None
     try:
         dep.init()
@@ -474,6 +441,7 @@ def main() -> int:
         case_ids = asyncio.run(
             precreate_cases(dep.direct_api, {"Authorization": f"token {token}"}, N_CASES)
         )
+        t_idle = wait_until_idle(server_cpu_probe(dep))
         results = asyncio.run(http_benchmarks(dep, token, case_ids))
 
         state = dep.open_state()
@@ -491,7 +459,8 @@ def main() -> int:
     print()
     print(
         f"CPMS store API benchmark (SQLite, local processes; {os.cpu_count()} CPUs; "
-        f"deployment ready in {t_ready:.1f} s)"
+        f"{args.workers} store worker process(es); "
+        f"deployment ready in {t_ready:.1f} s, service idle after {t_idle:.1f} s more)"
     )
     print(
         f"closed loop, {WARMUP_S:.1f} s warm-up + {MEASURE_S:.1f} s window per row; "
@@ -499,7 +468,8 @@ def main() -> int:
     )
     print(
         "ms/req = 1000 / req/s (sustained time per request); srv cpu = store service "
-        "process CPU ms per request"
+        "process CPU ms per request; gen cpu = the load generator's (this process) CPU ms "
+        "per request"
     )
     print(
         f"1-min load average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
@@ -508,17 +478,18 @@ def main() -> int:
     print()
     print(
         f"{'operation':<18}{'clients':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-        f"{'ms/req':>10}{'srv cpu':>10}{'n':>8}{'errors':>8}"
+        f"{'ms/req':>10}{'srv cpu':>10}{'gen cpu':>10}{'n':>8}{'errors':>8}"
     )
-    print("-" * 92)
+    print("-" * 102)
     for (_, n), r in results.items():
         print(
             f"{r.name:<18}{n:>8}{r.rps:>10.1f}{r.p50:>10.2f}{r.p99:>10.2f}"
-            f"{r.per_request_ms:>10.2f}{r.server_cpu_ms:>10.2f}{r.count:>8}{r.errors:>8}"
+            f"{r.per_request_ms:>10.2f}{r.server_cpu_ms:>10.2f}{r.client_cpu_ms:>10.2f}"
+            f"{r.count:>8}{r.errors:>8}"
         )
     print(
         f"{'read, store only':<18}{32:>8}{store32.rps:>10.1f}{store32.p50:>10.2f}"
-        f"{store32.p99:>10.2f}{store32.per_request_ms:>10.2f}{'':>10}{store32.count:>8}{0:>8}"
+        f"{store32.p99:>10.2f}{store32.per_request_ms:>10.2f}{'':>20}{store32.count:>8}{0:>8}"
         "   (32 threads in this process, no HTTP: accounts.get + read_case)"
     )
     print()
@@ -546,8 +517,8 @@ def main() -> int:
         print(f"  {k:<46}{v:>9.0f}")
     store_us = (
         phases["= CaseStore.read_case (whole)"]
-        + phases["auth: accounts.get (own txn)"]
-        + phases["response: _case_out + response_model + json"]
+        + phases["auth: accounts.get (one Core statement)"]
+        + phases["response: CaseOut + model_dump_json"]
     )
     print(f"  {'store + auth lookup + body, total':<46}{store_us:>9.0f}")
     print(f"  {'HTTP read p50 at 1 client':<46}{read_p50_1 * 1000:>9.0f}")
@@ -558,9 +529,11 @@ def main() -> int:
     )
     print()
     print(
-        "decryption (DataKeys.get + FieldCipher + decrypt_text title & summary, median us): "
-        f"{dec['decrypt_total_us']:.0f} (key select/unwrap {dec['key_select_unwrap_us']:.0f}, "
-        f"AES-GCM {dec['aes_gcm_us']:.0f})"
+        "decryption (DataKeys.from_wrapped + FieldCipher + decrypt_text title & summary, "
+        f"median us): {dec['decrypt_total_us']:.0f} (cached key unwrap "
+        f"{dec['key_unwrap_us']:.0f}, "
+        f"AES-GCM {dec['aes_gcm_us']:.0f}); with a key SELECT of its own as before: "
+        f"{dec['with_key_select_us']:.0f}"
     )
     print(
         f"decrypt_share = that / read p50 at 1 client over HTTP ({read_p50_1:.2f} ms) = {share:.3f}"

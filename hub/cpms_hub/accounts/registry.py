@@ -40,8 +40,8 @@ import builtins
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
+from sqlalchemy import bindparam, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cpms_hub.crypto import FieldCipher
@@ -63,7 +63,7 @@ from cpms_hub.domain.errors import (
 )
 from cpms_hub.domain.roles import Role
 from cpms_hub.store.audit import AuditTrail
-from cpms_hub.store.database import session_scope
+from cpms_hub.store.database import read_connection, session_scope
 from cpms_hub.store.keys import SYSTEM_ACCOUNTS_KEY, DataKeys
 from cpms_hub.store.schema import AccountRow
 
@@ -110,6 +110,28 @@ def _to_account(row: AccountRow) -> Account:
         expertise=tuple(e for e in (row.expertise or "").split("\n") if e),
         timezone=row.timezone or "UTC",
     )
+
+
+#: what :func:`_to_account` reads, never the password hash or the pending secret
+_GET = select(
+    *(
+        AccountRow.__table__.c[c]
+        for c in (
+            "name",
+            "email",
+            "full_name",
+            "hospital",
+            "network",
+            "roles",
+            "status",
+            "totp_secret_enc",
+            "created_at",
+            "locked_until",
+            "expertise",
+            "timezone",
+        )
+    )
+).where(AccountRow.__table__.c.name == bindparam("name"))
 
 
 def _roles_column(roles: frozenset[Role]) -> str:
@@ -344,8 +366,15 @@ class AccountRegistry:
             raise PermissionDeniedError("step-up refused", reasons=(f"totp: {reason}",))
 
     def get(self, name: str) -> Account:
-        with session_scope(self._sessions, write=False) as s:
-            return _to_account(self._row(s, name))
+        """The account ``name`` as stored now (the service reads it on every request)."""
+        row = None
+        if _well_formed(name):
+            # one Core statement on a read-only connection: no Session, no write lock
+            with read_connection(self._sessions) as conn:
+                row = conn.execute(_GET, {"name": name}).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no account {name!r}" if _well_formed(name) else "no such account")
+        return _to_account(row)
 
     def list(self) -> builtins.list[Account]:
         with session_scope(self._sessions, write=False) as s:

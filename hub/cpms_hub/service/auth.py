@@ -18,6 +18,7 @@ No credential appears in a log line or an error.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -27,11 +28,19 @@ from cpms_hub.domain import AccountStatus, NotFoundError
 from cpms_hub.domain.errors import AuthenticationError, PermissionDeniedError
 from cpms_hub.policy import Actor
 
-__all__ = ["Authenticator", "XSRF_COOKIE", "XSRF_HEADER"]
+__all__ = ["Authenticator", "Identity", "XSRF_COOKIE", "XSRF_HEADER"]
 
 XSRF_COOKIE = "cpms-xsrf"
 XSRF_HEADER = "x-xsrftoken"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What the hub vouches for: the user's name and the token's scopes."""
+
+    name: str
+    scopes: frozenset[str]
 
 
 class Authenticator:
@@ -51,6 +60,15 @@ class Authenticator:
         return (cookie or None), bool(cookie)
 
     async def actor(self, request: Request) -> Actor:
+        who = await self.identity(request)
+        return await run_in_threadpool(self.actor_of, who)
+
+    async def identity(self, request: Request) -> Identity:
+        """Who the hub says the credentials belong to (no database: stays on the loop).
+
+        :class:`HubOAuth` caches the hub's answers by the token's SHA-256, so
+        this is a dictionary look-up for a token seen in the last minute.
+        """
         token, from_cookie = self._token_from(request)
         if not token:
             raise AuthenticationError("no credentials", reasons=("send a JupyterHub token",))
@@ -66,25 +84,34 @@ class Authenticator:
             raise AuthenticationError(
                 "unknown token", reasons=("the token is not valid (expired, revoked or unknown)",)
             )
-        name = model["name"]
+        return Identity(model["name"], frozenset(model.get("scopes", ())))
+
+    def actor_of(self, who: Identity) -> Actor:
+        """The :class:`Actor` for ``who``, from our accounts table as it is now.
+
+        Synchronous (it reads the database): the hot routes call it in their own
+        worker thread, which saves the request a second hop to the thread pool;
+        the others get it through :meth:`actor`. Either way the account is read
+        on every request, so a disabled account is refused at its next one.
+        """
         try:
-            account = await run_in_threadpool(self.accounts.get, name)
+            account = self.accounts.get(who.name)
         except NotFoundError:
             raise PermissionDeniedError(
-                "no account", reasons=(f"{name} has no CPMS account",)
+                "no account", reasons=(f"{who.name} has no CPMS account",)
             ) from None
         if account.status is not AccountStatus.ACTIVE:
             # a disabled person's token must stop working at once: treat as not identified
             raise AuthenticationError(
-                "account not active", reasons=(f"account {name} is {account.status.value}",)
+                "account not active", reasons=(f"account {who.name} is {account.status.value}",)
             )
         return Actor(
-            name=name,
+            name=who.name,
             roles=account.roles,
             hospital=account.hospital,
             network=account.network,
             status=account.status,
-            scopes=frozenset(model.get("scopes", ())),
+            scopes=who.scopes,
         )
 
     # -- OAuth for browsers ------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from cpms_hub.domain import AuditEntry
@@ -58,6 +58,17 @@ def _utc_iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_HEAD_FOR_UPDATE = (
+    select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
+)
+_INSERT = insert(AuditRow)
+_MOVE_HEAD = (
+    update(AuditHeadRow)
+    .where(AuditHeadRow.id == 1)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+
+
 class AuditTrail:
     """Appends entries to the chain; one instance per store."""
 
@@ -72,30 +83,38 @@ class AuditTrail:
         case_id: str | None = None,
         detail: str = "",
     ) -> AuditEntry:
-        # Core statements: this runs on every request, and the ORM's unit of work
-        # costs more than the two statements themselves
-        head = session.execute(
-            select(AuditHeadRow.seq, AuditHeadRow.hash)
-            .where(AuditHeadRow.id == 1)
-            .with_for_update()
-        ).one()
+        """Append one entry in ``session``'s transaction (it commits with the change)."""
+        fields = {
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "client": client,
+            "case_id": case_id,
+            "detail": detail,
+        }
+        return self.append_many(session, [fields])[0]
+
+    def append_many(self, session: Session | Connection, entries: list[dict]) -> list[AuditEntry]:
+        """Append ``entries`` (dicts of :meth:`append`'s keywords), chained in order.
+
+        The head is read and locked once and updated once, whatever the number
+        of entries: :class:`~.audit_commit.AuditGroupCommit` writes the entries
+        of many concurrent reads this way.
+        """
+        # Core statements on the session's connection: this runs on every request,
+        # and the ORM's execution path costs more than the statements themselves
+        conn = session.connection() if isinstance(session, Session) else session
+        head = conn.execute(_HEAD_FOR_UPDATE).one()
+        seq, prev = head.seq, head.hash
         # microsecond precision survives both backends, so hashes recompute exactly
         at = datetime.now(UTC)
-        seq = head.seq + 1
-        client = client[:64]
-        digest = entry_hash(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            case_id=case_id,
-            client=client,
-            outcome=outcome,
-            detail=detail,
-            prev_hash=head.hash,
-        )
-        session.execute(
-            insert(AuditRow).values(
+        rows, out = [], []
+        for e in entries:
+            seq += 1
+            client = e.get("client", "")[:64]
+            case_id, detail = e.get("case_id"), e.get("detail", "")
+            actor, action, outcome = e["actor"], e["action"], str(e["outcome"])
+            digest = entry_hash(
                 seq=seq,
                 at=at,
                 actor=actor,
@@ -104,16 +123,29 @@ class AuditTrail:
                 client=client,
                 outcome=outcome,
                 detail=detail,
-                prev_hash=head.hash,
-                hash=digest,
+                prev_hash=prev,
             )
-        )
-        session.execute(
-            update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=seq, hash=digest)
-        )
-        return AuditEntry(
-            seq, at, actor, action, case_id, client, outcome, detail, head.hash, digest
-        )
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": at,
+                    "actor": actor,
+                    "action": action,
+                    "case_id": case_id,
+                    "client": client,
+                    "outcome": outcome,
+                    "detail": detail,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
+            out.append(
+                AuditEntry(seq, at, actor, action, case_id, client, outcome, detail, prev, digest)
+            )
+            prev = digest
+        conn.execute(_INSERT, rows)
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
+        return out
 
     def entries(
         self, session: Session, *, case_id: str | None = None, limit: int = 1000

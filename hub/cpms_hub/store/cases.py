@@ -48,11 +48,14 @@ from cpms_hub.domain.codec import (
     content_to_json,
 )
 from cpms_hub.domain.consent import FORM_MEDIA_TYPES, Withdrawal, looks_like
+from cpms_hub.domain.errors import KeyUnavailableError
 from cpms_hub.domain.review import LifecycleAction, transition
 
 from .audit import AuditTrail
+from .audit_commit import AuditGroupCommit
 from .blobs import LocalBlobBackend
-from .database import session_scope
+from .case_reads import fetch_case
+from .database import read_connection, session_scope
 from .keys import DataKeys, case_key_id
 from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
 
@@ -130,6 +133,37 @@ def _ref(row: CaseRow) -> CaseRef:
     )
 
 
+def _case_of(
+    ref: CaseRef,
+    cipher: FieldCipher,
+    title_enc: bytes,
+    summary_enc: bytes,
+    content_enc: bytes | None,
+    schema_version: int,
+) -> Case:
+    """The decrypted case of a stored row (ORM row or :class:`~.case_reads.CaseSnapshot`)."""
+    ad = {"table": "cases", "row_id": ref.id, "schema_version": schema_version}
+    return Case(
+        id=ref.id,
+        owner=ref.owner,
+        hospital=ref.hospital,
+        network=ref.network,
+        status=ref.status,
+        title=cipher.decrypt_text(title_enc, field="title", **ad),
+        clinical_summary=cipher.decrypt_text(summary_enc, field="summary", **ad),
+        created_at=ref.created_at,
+        updated_at=ref.updated_at,
+        members=ref.members,
+        consent=ref.consent,
+        consent_withdrawn=ref.consent_withdrawn,
+        content=(
+            content_from_json(json.loads(cipher.decrypt(content_enc, field="content", **ad)))
+            if content_enc is not None
+            else None
+        ),
+    )
+
+
 class CaseStore:
     """Cases, their files and their keys, over one database and one blob backend."""
 
@@ -146,6 +180,8 @@ class CaseStore:
         self.blind_index = blind_index
         self.blobs = blobs
         self.audit = audit
+        #: audit entries of reads, committed in groups (see :mod:`.audit_commit`)
+        self.audit_commit = AuditGroupCommit(audit, session_factory)
 
     # -- helpers -----------------------------------------------------------
 
@@ -153,29 +189,13 @@ class CaseStore:
         return self.keys.cipher(session, case_key_id(case_id))
 
     def _decrypt_case(self, session: Session, row: CaseRow) -> Case:
-        cipher = self._cipher(session, row.id)
-        ref = _ref(row)
-        ad = {"table": "cases", "row_id": row.id, "schema_version": row.schema_version}
-        return Case(
-            id=ref.id,
-            owner=ref.owner,
-            hospital=ref.hospital,
-            network=ref.network,
-            status=ref.status,
-            title=cipher.decrypt_text(row.title_enc, field="title", **ad),
-            clinical_summary=cipher.decrypt_text(row.summary_enc, field="summary", **ad),
-            created_at=ref.created_at,
-            updated_at=ref.updated_at,
-            members=ref.members,
-            consent=ref.consent,
-            consent_withdrawn=ref.consent_withdrawn,
-            content=(
-                content_from_json(
-                    json.loads(cipher.decrypt(row.content_enc, field="content", **ad))
-                )
-                if row.content_enc is not None
-                else None
-            ),
+        return _case_of(
+            _ref(row),
+            self._cipher(session, row.id),
+            row.title_enc,
+            row.summary_enc,
+            row.content_enc,
+            row.schema_version,
         )
 
     def _row(self, session: Session, case_id: str) -> CaseRow:
@@ -295,12 +315,49 @@ class CaseStore:
             return self._decrypt_case(s, row)
 
     def read_case(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> Case:
-        with session_scope(self.sessions) as s:
-            row = self._row(s, case_id)
-            self._check(s, row, authorize, ctx, "case.read")
-            case = self._decrypt_case(s, row)
-            self._allowed(s, ctx, "case.read", case_id)
-            return case
+        """One case, decrypted, if ``authorize`` allows; the read is audited either way.
+
+        The hot path of the service: one statement in a read-only transaction
+        (:mod:`.case_reads`), no write lock while reading and decrypting, then
+        the audit entry through :class:`~.audit_commit.AuditGroupCommit`, which
+        returns only once the entry is committed: nothing is answered unaudited.
+        """
+        snap = None
+        if _is_uuid(case_id):
+            with read_connection(self.sessions) as conn:
+                snap = fetch_case(conn, case_id)
+        if snap is None:
+            raise NotFoundError("no such case")
+        verdict = authorize(snap.ref)
+        if not verdict.allowed:
+            self.audit_commit.record(
+                actor=ctx.actor,
+                action="case.read",
+                outcome=AuditOutcome.DENIED,
+                client=ctx.client,
+                case_id=case_id,
+                detail="; ".join(verdict.reasons)[:500],
+            )
+            raise PermissionDeniedError("not allowed", reasons=tuple(verdict.reasons))
+        if snap.wrapped_key is None:
+            raise KeyUnavailableError("data key case is not available")
+        cipher = FieldCipher(self.keys.from_wrapped(case_key_id(case_id), snap.wrapped_key))
+        case = _case_of(
+            snap.ref,
+            cipher,
+            snap.title_enc,
+            snap.summary_enc,
+            snap.content_enc,
+            snap.schema_version,
+        )
+        self.audit_commit.record(
+            actor=ctx.actor,
+            action="case.read",
+            outcome=AuditOutcome.ALLOWED,
+            client=ctx.client,
+            case_id=case_id,
+        )
+        return case
 
     def list_cases(
         self, *, user: str, network: str | None, authorize: Authorize, ctx: AuditContext
