@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import orjson
 from sqlalchemy import DateTime, exists, literal, or_, select, type_coerce
 from sqlalchemy.orm import aliased
 
@@ -191,7 +192,8 @@ class AnalysisReader:
         fresh: dict[str, tuple[datetime, CaseFacts]] = {}
         with self._lock:
             cache = self._cache
-        unwrap, decrypt_json = keys.from_wrapped, json.loads
+        # orjson: parsing 100,000 decrypted contents is a large share of a cold export
+        unwrap, decrypt_json = keys.from_wrapped, orjson.loads
         for row, consent in rows:
             case_id, updated_at = row.id, _utc(row.updated_at)
             kept = cache.get(case_id)
