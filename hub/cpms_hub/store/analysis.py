@@ -15,6 +15,14 @@ erased cases fall out of it because their rows are gone. A case's follow-up
 (:mod:`cpms_hub.store.followup`) comes in the same query; recording one moves
 the case's ``updated_at``, so the cache never keeps a stale one.
 
+A cold read of 100,000 cases is bound by per-row Python work, so it is kept
+lean: one Core query (no ORM rows) finds the latest consent by ``NOT EXISTS``
+and brings ciphertexts, data keys and follow-ups along, unsorted (sorting the
+ciphertexts in SQL cost more than sorting the rows here); dates skip their
+type decorator; consent scopes are parsed once per distinct value; contents
+are parsed by orjson; and the cyclic garbage collector waits until the facts
+are built (:func:`_collector_paused`).
+
 Nothing here decides who may *receive* what: the service checks the caller
 and anonymises (:mod:`cpms_hub.analysis`) before anything leaves. Every
 export is audited here with its parameters and the SHA-256 of what left.
