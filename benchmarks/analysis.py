@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import orjson  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from cpms_hub.analysis import PhenotypeIndex, anonymise, warm_up  # noqa: E402
@@ -154,10 +155,9 @@ def seed(state, facts) -> None:  # noqa: ANN001
 def export(reader: AnalysisReader) -> tuple[int, str]:
     """What the cohort route does, minus HTTP: read, anonymise, serialise, fingerprint."""
     cohort = anonymise(reader.consented(), CohortRequest())
-    body = json.dumps(
-        {"columns": list(cohort.columns), "data": cohort.columns, "summary": cohort.summary},
-        separators=(",", ":"),
-    ).encode()
+    body = orjson.dumps(
+        {"columns": list(cohort.columns), "data": cohort.columns, "summary": cohort.summary}
+    )
     return cohort.size, hashlib.sha256(body).hexdigest()
 
 

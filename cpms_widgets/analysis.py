@@ -117,10 +117,32 @@ class Report:
 
     @property
     def outcomes_by_treatment(self):  # noqa: ANN201
+        """Signed outcomes by treatment category and result at follow-up (None before any)."""
         table = self.data["outcomes_by_treatment"]
         if not table.get("available"):
             return None
         return self._cells(table)
+
+    def plot_outcomes(self):  # noqa: ANN201 - a matplotlib Figure
+        """Results at follow-up by treatment category, stacked; hidden cells left out."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4))
+        table = self.outcomes_by_treatment
+        shown = table.dropna(subset=["count"]) if table is not None else None
+        if shown is not None and len(shown):
+            pivot = shown.pivot_table(
+                index="treatment", columns="result at follow-up", values="count", aggfunc="sum"
+            )
+            pivot.plot.barh(ax=ax, stacked=True)
+            ax.set_xlabel("signed outcomes")
+        else:
+            reason = self.data["outcomes_by_treatment"].get("reason", "every cell is below 5")
+            ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+        ax.set_title("Result at follow-up by treatment (cells below 5 hidden)")
+        fig.tight_layout()
+        return fig
 
     def plot(self):  # noqa: ANN201 - a matplotlib Figure
         """Cases per year by disease group, and time to outcome per group."""

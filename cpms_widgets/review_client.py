@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cpms_hub.domain import CaseStatus, NotFoundError, Urgency
+from cpms_hub.domain.followup import FollowUp, FollowUpDraft, FollowUpResult, TreatmentCategory
 from cpms_hub.domain.review import (
     Contribution,
     Endorsement,
@@ -164,6 +165,15 @@ def _notification(d: dict[str, Any]) -> Notification:
         link=d["link"],
         created_at=_dt(d["created_at"]),
         read_at=_dt(d.get("read_at")),
+    )
+
+
+def _follow_up(d: dict[str, Any]) -> FollowUp:
+    return FollowUp(
+        case_id=d["case_id"],
+        draft=FollowUpDraft.from_json(d),
+        recorded_by=d["recorded_by"],
+        recorded_at=datetime.fromisoformat(d["recorded_at"]),
     )
 
 
@@ -387,6 +397,26 @@ class ReviewClientMixin:
         return _outcome(
             self._request("POST", f"/cases/{case_id}/outcome/endorsements", json=body)
         )
+
+    # -- follow-up -------------------------------------------------------------
+
+    def record_follow_up(
+        self,
+        case_id: str,
+        treatment: TreatmentCategory | str,
+        result: FollowUpResult | str,
+    ) -> FollowUp:
+        """Record what became of the patient after the signed outcome (owner, assistants):
+        the category of treatment followed and the result, both coded."""
+        body = FollowUpDraft(treatment=treatment, result=result).to_json()
+        return _follow_up(self._request("PUT", f"/cases/{case_id}/follow-up", json=body))
+
+    def follow_up(self, case_id: str) -> FollowUp | None:
+        """The case's follow-up record (None before one is recorded)."""
+        try:
+            return _follow_up(self._request("GET", f"/cases/{case_id}/follow-up"))
+        except NotFoundError:
+            return None
 
     # -- notifications ---------------------------------------------------------
 

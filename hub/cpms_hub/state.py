@@ -77,6 +77,14 @@ class State:
             )
         return self._review
 
+    @property
+    def followups(self):  # noqa: ANN201 - a FollowUpStore
+        if not hasattr(self, "_followups"):
+            from .store.followup import FollowUpStore
+
+            self._followups = FollowUpStore(self.cases)
+        return self._followups
+
     def rotate_keys(self) -> int:
         """New primary KEK in the key file; every data key re-wrapped under it."""
         Keyring.rotate(self.settings.key_file)

@@ -3,7 +3,8 @@
 Phenotypes are drawn from the HPO annotations of real Orphanet diseases
 (so that similarity and generalisation meet realistic term sets); every
 other attribute is drawn at random. ``rare`` cases are made unique on
-purpose: a rare disease, an unusual country, an extreme age.
+purpose: a rare disease, an unusual country, an extreme age. Seven in ten
+signed outcomes have a follow-up (treatment category and result).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from cpms_hub.domain import CaseStatus
 from cpms_hub.domain.analysis import CaseFacts
+from cpms_hub.domain.followup import FollowUpResult, TreatmentCategory
 from cpms_hub.vocab import hpo
 from cpms_hub.vocab.annotations import orpha_annotations
 
@@ -20,6 +22,11 @@ COUNTRIES = ["FR", "DE", "PL", "IT", "ES", "NL", "BE", "SE", "PT", "CZ", "IE", "
 RARE_COUNTRIES = ["IS", "MT", "LI", "NA", "FJ", "MN"]
 NETWORKS = ["ERN-ITHACA", "ERN-RND", "ERN-EYE", "ERN-SKIN"]
 START = datetime(2019, 1, 1, tzinfo=UTC)
+#: treatment categories as often as a network might see them (most are medicinal)
+TREATMENTS = [t.value for t in TreatmentCategory]
+TREATMENT_WEIGHTS = [40, 5, 10, 8, 20, 15, 2]
+RESULTS = [r.value for r in FollowUpResult]
+RESULT_WEIGHTS = [35, 35, 15, 3, 12]
 
 
 def disease_terms() -> dict[str, list[str]]:
@@ -38,6 +45,8 @@ def make_facts(
     n: int, *, seed: int = 0, rare: float = 0.0, diseases: dict[str, list[str]] | None = None
 ) -> list[CaseFacts]:
     rng = random.Random(seed)
+    # follow-ups drawn from a generator of their own: the rest stays as it always was
+    later = random.Random(seed * 7919 + 1)
     diseases = diseases or disease_terms()
     codes = list(diseases)
     common = codes[:40]
@@ -48,6 +57,9 @@ def make_facts(
         terms = diseases[code]
         submitted = START + timedelta(days=rng.randrange(6 * 365))
         outcome = submitted + timedelta(days=rng.randrange(7, 200)) if rng.random() < 0.6 else None
+        followed = later.random() < 0.7
+        treatment = later.choices(TREATMENTS, TREATMENT_WEIGHTS)[0]
+        result = later.choices(RESULTS, RESULT_WEIGHTS)[0]
         out.append(
             CaseFacts(
                 id=f"case-{seed}-{i}",
@@ -65,6 +77,8 @@ def make_facts(
                 confirmed=(code,) if rng.random() < 0.5 else (),
                 urgency=rng.choice(["routine", "routine", "urgent"]),
                 consent=frozenset({"panel-discussion", "registries"}),
+                treatment=treatment if outcome and followed else None,
+                followup=result if outcome and followed else None,
             )
         )
     return out

@@ -7,10 +7,13 @@ import io
 from dataclasses import replace
 from datetime import timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from cpms_hub.analysis import report
 from cpms_hub.analysis.reports import suppress
 from cpms_hub.exports.registry import CDE_COLUMNS, registry_csv
-from tests.analysis.populations import disease_terms, make_facts
+from tests.analysis.populations import RESULTS, TREATMENTS, disease_terms, make_facts
 
 DISEASES = disease_terms()
 
@@ -35,17 +38,71 @@ def test_report_tables_never_show_a_count_below_five() -> None:
     assert r["counts"]["columns"] == ["disease_group", "network", "year"]
     for group in r["time_to_outcome"]["groups"]:
         assert group["n"] >= 5 and group["p25"] <= group["median"] <= group["p75"]
-    assert r["outcomes_by_treatment"]["available"] is False
+    table = r["outcomes_by_treatment"]
+    assert table["available"] is True
+    assert table["columns"] == ["treatment", "result at follow-up"]
+    for cell in table["cells"]:
+        assert cell["count"] is None or cell["count"] >= 5
 
 
-def test_outcomes_by_treatment_when_outcomes_record_them() -> None:
-    facts = make_facts(30, seed=6, diseases=DISEASES)
-    treated = [replace(f, treatment="enzyme replacement", followup="improved") for f in facts[:12]]
+def test_outcomes_by_treatment_counts_coded_follow_ups_and_pending_ones() -> None:
+    facts = [
+        replace(f, outcome_at=f.submitted_at + timedelta(days=30), treatment=None, followup=None)
+        for f in make_facts(30, seed=6, diseases=DISEASES)
+    ]
+    treated = [replace(f, treatment="medicinal", followup="improved") for f in facts[:12]]
     r = report(treated + facts[12:])
     table = r["outcomes_by_treatment"]
     assert table["available"] is True
-    assert table["cells"][0]["key"] == ["enzyme replacement", "improved"]
-    assert table["cells"][0]["count"] == 12
+    cells = {tuple(c["key"]): c["count"] for c in table["cells"]}
+    assert cells == {("medicinal", "improved"): 12, ("not recorded", "pending"): 18}
+    assert "outcomes" not in table  # a total beside a lone hidden cell would give it back
+
+
+def test_outcomes_by_treatment_is_unavailable_without_a_signed_outcome() -> None:
+    facts = [
+        replace(f, outcome_at=None, treatment=None, followup=None)
+        for f in make_facts(20, seed=7, diseases=DISEASES)
+    ]
+    table = report(facts)["outcomes_by_treatment"]
+    assert table == {
+        "available": False,
+        "reason": "no consenting case has a signed outcome yet",
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.dictionaries(
+        st.tuples(st.sampled_from(TREATMENTS), st.sampled_from(RESULTS)),
+        st.integers(min_value=1, max_value=12),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_no_follow_up_cell_can_be_told_from_the_table(counts) -> None:  # noqa: ANN001
+    """Hidden cells are never below 5 shown, never alone; the shown ones are exact."""
+    base = make_facts(1, seed=3, diseases=DISEASES)[0]
+    signed = replace(base, outcome_at=base.submitted_at + timedelta(days=9))
+    facts = [
+        replace(signed, id=f"{t}-{r}-{i}", treatment=t, followup=r)
+        for (t, r), n in counts.items()
+        for i in range(n)
+    ]
+    r = report(facts)
+    cells = r["outcomes_by_treatment"]["cells"]
+    hidden = [c for c in cells if c["suppressed"]]
+    # a lone hidden cell is the whole table: then no total may give it away either
+    assert len(hidden) != 1 or len(cells) == 1
+    outcomes = r["time_to_outcome"]["outcomes"]
+    assert outcomes == len(facts) if len(facts) >= 5 else outcomes is None
+    for c in cells:
+        n = counts[tuple(c["key"])]
+        assert (c["count"] is None) == c["suppressed"]
+        if n < 5:
+            assert c["suppressed"]
+        if not c["suppressed"]:
+            assert c["count"] == n
 
 
 def test_time_to_outcome_in_days() -> None:

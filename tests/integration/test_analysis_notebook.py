@@ -68,6 +68,10 @@ def test_the_data_scientist_notebook_shows_only_anonymised_data(executed) -> Non
 
     assert "consenting cases" in _text(_tagged(nb, "report"))
     assert "plotted 2 charts" in _text(_tagged(nb, "plot"))
+    # the seeded outcomes are signed but not followed up yet: counted as pending
+    timing = _text(_tagged(nb, "timing"))
+    assert "result at follow-up" in timing and "pending" in timing
+    assert "plotted outcomes by treatment" in _text(_tagged(nb, "outcomes"))
     assert "mode: anonymised" in _text(_tagged(nb, "similar"))
     denied = _text(_tagged(nb, "denied"))
     assert "Refused with HTTP 403" in denied and "lacks scope custom:cpms:cases:read" in denied

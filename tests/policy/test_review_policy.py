@@ -36,6 +36,7 @@ REVIEW = [
     Action.INFO_READ,
     Action.INFO_ANSWER,
     Action.OUTCOME_READ,
+    Action.FOLLOWUP_WRITE,
 ]
 READS = {Action.PANEL_VIEW, Action.REVIEW_READ, Action.INFO_READ, Action.OUTCOME_READ}
 NEEDS_CONSENT = {Action.REVIEW_READ, Action.REVIEW_WRITE, Action.INFO_READ, Action.OUTCOME_READ}
@@ -67,7 +68,7 @@ def expected(
         return coordinates
     if action is Action.PANEL_VIEW:
         return coordinates or clinician or on_panel
-    if action is Action.INFO_ANSWER:
+    if action in (Action.INFO_ANSWER, Action.FOLLOWUP_WRITE):
         return clinician
     if action in (Action.INFO_READ, Action.OUTCOME_READ) and clinician:
         return True

@@ -3,19 +3,23 @@
 Only submitted cases whose patient's latest consent grants ``registries`` are
 read; withdrawing that scope drops the case from the very next read, and a
 newer consent record replaces the older one. Decrypted facts are cached by
-``updated_at``: a change of content is seen at once.
+``updated_at``: a change of content, or a follow-up recorded, is seen at once.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from cpms_hub.domain import CaseDraft, CaseStatus, ConsentScope
+import pytest
+
+from cpms_hub.domain import CaseDraft, CaseStatus, ConflictError, ConsentScope
 from cpms_hub.domain.codec import content_from_json
+from cpms_hub.domain.followup import FollowUpDraft, FollowUpResult, TreatmentCategory
 from cpms_hub.policy import Decision
 from cpms_hub.state import State
 from cpms_hub.store import AuditContext, session_scope
 from cpms_hub.store.analysis import AnalysisReader
+from cpms_hub.store.review_schema import FollowUpRow, OutcomeRow
 
 CTX = AuditContext(actor="owner", client="127.0.0.1")
 R, P = ConsentScope.REGISTRIES, ConsentScope.PANEL_DISCUSSION
@@ -148,3 +152,50 @@ def test_exports_are_audited_with_their_fingerprint(backend: State) -> None:
     summary = [e for e in entries if e.case_id is None][0]
     assert '"sha256":"' + "ab" * 32 in summary.detail and '"rows":1' in summary.detail
     assert backend.verify_audit().ok
+
+
+def _sign_outcome(state: State, case_id: str) -> None:
+    """A signed outcome row, as the panel review leaves it (its content is not read here)."""
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    with session_scope(state.sessions) as s:
+        s.add(
+            OutcomeRow(
+                case_id=case_id,
+                version=1,
+                document_enc=b"not read by the analyses",
+                drafted_by="lead",
+                drafted_at=now,
+                signed_at=now,
+            )
+        )
+    state.cases.set_status(case_id, CaseStatus.OUTCOME_SIGNED, ctx=CTX, at=now)
+
+
+def test_follow_ups_reach_the_facts_coded_and_fresh(backend: State) -> None:
+    c = case(backend, "f", scopes={P, R})
+    with pytest.raises(ConflictError):  # nothing to follow up before the outcome is signed
+        backend.followups.record(
+            c, FollowUpDraft("medicinal", "improved"), authorize=allow, ctx=CTX
+        )
+    _sign_outcome(backend, c)
+    reader = AnalysisReader(backend.cases)
+    before = reader.consented()[0]
+    assert before.outcome_at is not None and (before.treatment, before.followup) == (None, None)
+
+    backend.followups.record(c, FollowUpDraft("medicinal", "improved"), authorize=allow, ctx=CTX)
+    after = reader.consented()[0]  # the same reader: its cache must not hide the record
+    assert (after.treatment, after.followup) == ("medicinal", "improved")
+    backend.followups.record(c, FollowUpDraft("surgical", "stable"), authorize=allow, ctx=CTX)
+    again = reader.consented()[0]
+    assert (again.treatment, again.followup) == ("surgical", "stable")
+    got = backend.followups.get(c, authorize=allow, ctx=CTX)
+    assert got.draft == FollowUpDraft(TreatmentCategory.SURGICAL, FollowUpResult.STABLE)
+
+    # encrypted at rest, bound to its row: the codes are not in the database in clear
+    with session_scope(backend.sessions, write=False) as s:
+        blob = s.get(FollowUpRow, c).record_enc
+    assert b"surgical" not in blob and b"stable" not in blob
+
+    with session_scope(backend.sessions, write=False) as s:
+        actions = [e.action for e in backend.audit.entries(s, case_id=c, limit=100)]
+    assert actions.count("followup.record") == 2 and "followup.read" in actions

@@ -114,6 +114,8 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "signing_keys",
             "notifications",
             "mail_outbox",
+            # follow-ups (0008a)
+            "followups",
         }
     )
     for table in model:

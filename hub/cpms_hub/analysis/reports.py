@@ -13,8 +13,12 @@ Tables:
   group (n, quartiles); groups with fewer than 5 outcomes are pooled into
   "other groups", which is itself left out if still below 5;
 - ``status``: cases by lifecycle status;
-- ``outcomes_by_treatment``: the panel's treatment plan against the result at
-  follow-up — marked ``available: false`` until panel outcomes record them.
+- ``outcomes_by_treatment``: every case with a signed outcome, by the category
+  of treatment followed and the result at follow-up, both coded by the case's
+  clinician (:mod:`cpms_hub.domain.followup`; the outcome's free-text plan is
+  never read). A signed outcome not yet followed up counts as
+  (``not recorded``, ``pending``), so the table shows how much is still
+  unknown. ``available: false`` while no case has a signed outcome.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from cpms_hub.domain.analysis import SMALL_CELL, CaseFacts
 
 from .hierarchies import disease_group
 
-__all__ = ["report", "suppress"]
+__all__ = ["report", "suppress", "outcomes_by_treatment"]
 
 NO_DIAGNOSIS = "no diagnosis recorded"
+NOT_RECORDED = "not recorded"
+PENDING = "pending"
 
 
 def _group(f: CaseFacts) -> str:
@@ -55,6 +61,23 @@ def _quartiles(values: list[float]) -> dict:
     return {"n": len(values), "p25": round(q1, 1), "median": round(q2, 1), "p75": round(q3, 1)}
 
 
+def outcomes_by_treatment(facts: Sequence[CaseFacts], *, small: int = SMALL_CELL) -> dict:
+    """Signed outcomes by treatment category and result at follow-up, small cells hidden."""
+    followed = [f for f in facts if f.outcome_at is not None or f.treatment is not None]
+    if not followed:
+        return {
+            "available": False,
+            "reason": "no consenting case has a signed outcome yet",
+        }
+    cells = Counter((f.treatment or NOT_RECORDED, f.followup or PENDING) for f in followed)
+    return {
+        "available": True,
+        "columns": ["treatment", "result at follow-up"],
+        # no total: beside a lone suppressed cell it would give the cell back
+        "cells": suppress(dict(cells), small),
+    }
+
+
 def report(facts: Sequence[CaseFacts], *, small: int = SMALL_CELL) -> dict:
     """Every table of the report, over ``facts`` (already consent-filtered)."""
     groups = {f.id: _group(f) for f in facts}
@@ -78,18 +101,8 @@ def report(facts: Sequence[CaseFacts], *, small: int = SMALL_CELL) -> dict:
     if len(pooled) >= small:
         timing.append({"disease_group": "other groups", **_quartiles(pooled)})
 
-    treated = [f for f in facts if f.treatment]
-    if treated:
-        outcomes = {
-            "available": True,
-            "columns": ["treatment", "result at follow-up"],
-            "cells": suppress(Counter((f.treatment, f.followup or "pending") for f in treated)),
-        }
-    else:
-        outcomes = {
-            "available": False,
-            "reason": "panel outcomes do not record treatments and follow-up results yet",
-        }
+    outcomes = outcomes_by_treatment(facts, small=small)
+    n_outcomes = sum(len(v) for v in delays.values())
     return {
         "cases": len(facts),
         "small_cell": small,
@@ -101,7 +114,9 @@ def report(facts: Sequence[CaseFacts], *, small: int = SMALL_CELL) -> dict:
         "time_to_outcome": {
             "unit": "days",
             "groups": timing,
-            "outcomes": sum(len(v) for v in delays.values()),
+            # the number of signed outcomes is also the total of outcomes_by_treatment:
+            # below 5 it would tell a lone suppressed cell there
+            "outcomes": n_outcomes if n_outcomes >= small else None,
         },
         "outcomes_by_treatment": outcomes,
     }

@@ -62,6 +62,8 @@ class Action(StrEnum):
     INFO_READ = "review.info.read"
     INFO_ANSWER = "review.info.answer"
     OUTCOME_READ = "review.outcome.read"
+    # what became of the patient after the signed outcome (cpms_hub.domain.followup)
+    FOLLOWUP_WRITE = "review.followup.write"
 
 
 ACTION_SCOPES: dict[Action, str] = {
@@ -96,6 +98,7 @@ ACTION_SCOPES: dict[Action, str] = {
     Action.INFO_READ: Scope.CASES_READ,
     Action.INFO_ANSWER: Scope.CASES_WRITE,
     Action.OUTCOME_READ: Scope.CASES_READ,
+    Action.FOLLOWUP_WRITE: Scope.CASES_WRITE,
 }
 
 #: anonymised analyses: data scientists only, and never a pseudonymised record
@@ -245,6 +248,7 @@ _REVIEW_ACTIONS = frozenset(
         Action.INFO_READ,
         Action.INFO_ANSWER,
         Action.OUTCOME_READ,
+        Action.FOLLOWUP_WRITE,
     }
 )
 
@@ -296,6 +300,13 @@ def _decide_review(
         if clinician:
             return Decision(True, (f"{actor.name} is the case's {member.value}",))
         return _deny("only the case's owner and assistants answer the panel's requests")
+
+    if action is Action.FOLLOWUP_WRITE:
+        # the clinicians who see the patient again; whether an outcome is signed is the
+        # store's to check (409)
+        if clinician:
+            return Decision(True, (f"{actor.name} is the case's {member.value}",))
+        return _deny("only the case's owner and assistants record the follow-up")
 
     if action in (Action.REVIEW_READ, Action.REVIEW_WRITE):
         if on_panel:

@@ -30,6 +30,7 @@ import threading
 from typing import Annotated
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Request
@@ -162,15 +163,16 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
             pq.write_table(table, sink)
             payload, media = sink.getvalue(), PARQUET
         else:
-            payload = json.dumps(
+            payload = orjson.dumps(
                 {
                     "columns": list(result.columns),
                     # column by column: fewer bytes than row objects, and straight into pandas
                     "data": result.columns,
                     "summary": result.summary,
                 },
-                separators=(",", ":"),
-            ).encode()
+                # what json.dumps would take too: numbers of numpy, keys that are not text
+                option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+            )
             media = "application/json"
         detail = {
             "k": asked.k,

@@ -49,6 +49,7 @@ from .clinical_checks import submission_problems, vocabulary_problems
 from .dicom_routes import DICOM_ROUTES_DOC
 from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
 from .errors import error_response, install_error_handlers
+from .followup_routes import FOLLOWUP_ROUTES_DOC
 from .models import (
     AccountOut,
     AuditOut,
@@ -123,6 +124,7 @@ ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", "/cases/{case_id}/slides/{slide_id}/annotations"),
     ("DELETE", "/cases/{case_id}/slides/{slide_id}/annotations/{annotation_id}"),
     *REVIEW_ROUTES_DOC,
+    *FOLLOWUP_ROUTES_DOC,
 )
 
 _PRIVATE = {"Cache-Control": "private, no-store"}
@@ -584,6 +586,9 @@ def create_app(
     from .review_routes import review_router
 
     app.include_router(review_router(api_root, state))
+    from .followup_routes import followup_router
+
+    app.include_router(followup_router(api_root, state))
 
     @app.get(service_prefix + "oauth_login", include_in_schema=False)
     def oauth_login(next: str = "") -> RedirectResponse:  # noqa: A002 - OAuth's own name

@@ -11,7 +11,17 @@ the same query as the rows, and the decrypted facts are kept in memory keyed
 by the row's ``updated_at`` (every change of content or status moves it), so
 a second export over 100,000 cases decrypts only what changed. The cache
 lives in the store service, the one process that holds the keys anyway;
-erased cases fall out of it because their rows are gone.
+erased cases fall out of it because their rows are gone. A case's follow-up
+(:mod:`cpms_hub.store.followup`) comes in the same query; recording one moves
+the case's ``updated_at``, so the cache never keeps a stale one.
+
+A cold read of 100,000 cases is bound by per-row Python work, so it is kept
+lean: one Core query (no ORM rows) finds the latest consent by ``NOT EXISTS``
+and brings ciphertexts, data keys and follow-ups along, unsorted (sorting the
+ciphertexts in SQL cost more than sorting the rows here); dates skip their
+type decorator; consent scopes are parsed once per distinct value; contents
+are parsed by orjson; and the cyclic garbage collector waits until the facts
+are built (:func:`_collector_paused`).
 
 Nothing here decides who may *receive* what: the service checks the caller
 and anonymises (:mod:`cpms_hub.analysis`) before anything leaves. Every
@@ -20,22 +30,30 @@ export is audited here with its parameters and the SHA-256 of what left.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, func, literal, or_, select
+import orjson
+from sqlalchemy import DateTime, exists, literal, or_, select, type_coerce
+from sqlalchemy.orm import aliased
 
 from cpms_hub.crypto import FieldCipher
 from cpms_hub.domain import CaseRef, CaseStatus, ConsentScope
 from cpms_hub.domain.analysis import CaseFacts
 from cpms_hub.domain.audit import AuditOutcome
+from cpms_hub.domain.followup import FollowUpDraft
 
 from .cases import AuditContext, CaseStore, Verdict, _listed, _ref
 from .database import session_scope
+from .followup import decrypt_followup
 from .keys import case_key_id
+from .review_schema import FollowUpRow
 from .schema import CaseMemberRow, CaseRow, ConsentRow, DataKeyRow
 
 __all__ = ["AnalysisReader"]
@@ -47,14 +65,44 @@ def _utc(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _facts(row, content: dict | None, consent: frozenset[str]) -> CaseFacts:  # noqa: ANN001
-    patient = (content or {}).get("patient") or {}
-    phenotypes = (content or {}).get("phenotypes") or []
-    diagnoses = (content or {}).get("diagnoses") or []
+def _plain(column):  # noqa: ANN001, ANN202
+    """A UTC date column read without its type decorator (:func:`_utc` adds the zone).
+
+    The decorator's per-value Python call cost more than the dates' parsing itself over
+    100,000 cases.
+    """
+    return type_coerce(column, DateTime(timezone=True)).label(column.key)
+
+
+_STATUS = {s.value: s for s in CaseStatus}
+_NOTHING: dict = {}
+
+
+def _facts(
+    row,  # noqa: ANN001
+    content: dict | None,
+    consent: frozenset[str],
+    followup: FollowUpDraft | None = None,
+) -> CaseFacts:
+    # runs once per case on a cold export: plain loops and look-ups, no generator per field
+    content = content or _NOTHING
+    patient = content.get("patient") or _NOTHING
+    orpha: list[str] = []
+    icd10: list[str] = []
+    confirmed: list[str] = []
+    for d in content.get("diagnoses") or ():
+        code, system = d["code"], d.get("system")
+        if system == "ORPHA":
+            orpha.append(code)
+        elif system == "ICD-10":
+            icd10.append(code)
+        if d.get("confirmed"):
+            confirmed.append(code)
+    genetics = content.get("genetics")
     return CaseFacts(
         id=row.id,
         network=row.network,
-        status=CaseStatus(row.status),
+        status=_STATUS[row.status],
         created_at=_utc(row.created_at),
         submitted_at=_utc(row.submitted_at),
         outcome_at=_utc(row.outcome_at),
@@ -62,13 +110,18 @@ def _facts(row, content: dict | None, consent: frozenset[str]) -> CaseFacts:  # 
         birth_year=patient.get("birth_year"),
         age_at_onset_years=patient.get("age_at_onset_years"),
         country=patient.get("country"),
-        phenotypes=tuple(p["hpo_id"] for p in phenotypes if not p.get("excluded")),
-        orpha=tuple(d["code"] for d in diagnoses if d.get("system") == "ORPHA"),
-        icd10=tuple(d["code"] for d in diagnoses if d.get("system") == "ICD-10"),
-        confirmed=tuple(d["code"] for d in diagnoses if d.get("confirmed")),
-        genetics=tuple((g["gene"], g["hgvs"]) for g in (content or {}).get("genetics") or []),
-        urgency=(content or {}).get("urgency") or "routine",
+        phenotypes=tuple(
+            [p["hpo_id"] for p in content.get("phenotypes") or () if not p.get("excluded")]
+        ),
+        orpha=tuple(orpha),
+        icd10=tuple(icd10),
+        confirmed=tuple(confirmed),
+        genetics=tuple([(g["gene"], g["hgvs"]) for g in genetics]) if genetics else (),
+        urgency=content.get("urgency") or "routine",
         consent=consent,
+        # coded only: the signed outcome's free-text plan never reaches the analyses
+        treatment=followup.treatment.value if followup else None,
+        followup=followup.result.value if followup else None,
     )
 
 
@@ -76,7 +129,27 @@ def _ad(row) -> dict:  # noqa: ANN001
     return {"table": "cases", "row_id": row.id, "schema_version": row.schema_version}
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while 100,000 cases' facts are built.
+
+    Every few hundred new objects CPython's collector runs, and its older generations
+    walk every object alive, these facts included: about a quarter of a cold export's
+    time went there. Reference counting still frees everything that is not a cycle;
+    the collector resumes (if it was on) as soon as the facts are built.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@functools.lru_cache(maxsize=256)
 def _scopes(scopes: str, withdrawn: str) -> frozenset[str]:
+    # a handful of distinct (scopes, withdrawn) pairs over any number of cases: memoised
     gone = set(withdrawn.split(",")) if withdrawn else set()
     return frozenset(s for s in scopes.split(",") if s and s not in gone)
 
@@ -92,16 +165,25 @@ class AnalysisReader:
     def _columns(self):  # noqa: ANN202
         return (
             CaseRow.id,
+            _plain(CaseRow.updated_at),
             CaseRow.network,
             CaseRow.status,
-            CaseRow.created_at,
-            CaseRow.updated_at,
-            CaseRow.submitted_at,
-            CaseRow.outcome_at,
+            _plain(CaseRow.created_at),
+            _plain(CaseRow.submitted_at),
+            _plain(CaseRow.outcome_at),
             CaseRow.schema_version,
             CaseRow.content_enc,
             CaseRow.pseudonym_enc,
             DataKeyRow.wrapped,
+            FollowUpRow.record_enc,
+        )
+
+    def _heavy(self):  # noqa: ANN202
+        """Ciphertexts of cases, their data keys and follow-ups, in one query."""
+        return (
+            select(*self._columns())
+            .join(DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id)
+            .outerjoin(FollowUpRow, FollowUpRow.case_id == CaseRow.id)
         )
 
     def _decrypt(
@@ -118,26 +200,40 @@ class AnalysisReader:
         fresh: dict[str, tuple[datetime, CaseFacts]] = {}
         with self._lock:
             cache = self._cache
+        # orjson: parsing 100,000 decrypted contents is a large share of a cold export
+        unwrap, decrypt_json = keys.from_wrapped, orjson.loads
         for row, consent in rows:
-            kept = cache.get(row.id)
+            case_id, updated_at = row.id, _utc(row.updated_at)
+            kept = cache.get(case_id)
             cipher = None
-            if kept is not None and kept[0] == row.updated_at:
+            if kept is not None and kept[0] == updated_at:
                 facts = kept[1]
+                if facts.consent != consent:
+                    # consent changes without touching the case row: never trust cached scopes
+                    facts = replace(facts, consent=consent)
             else:
-                cipher = FieldCipher(keys.from_wrapped(case_key_id(row.id), row.wrapped))
+                cipher = FieldCipher(unwrap(case_key_id(case_id), row.wrapped))
+                enc = row.content_enc
                 content = (
-                    json.loads(cipher.decrypt(row.content_enc, field="content", **_ad(row)))
-                    if row.content_enc is not None
+                    decrypt_json(
+                        cipher.decrypt(
+                            enc,
+                            table="cases",
+                            row_id=case_id,
+                            field="content",
+                            schema_version=row.schema_version,
+                        )
+                    )
+                    if enc is not None
                     else None
                 )
-                facts = _facts(row, content, consent)
-            if facts.consent != consent:
-                # consent changes without touching the case row: never trust the cached scopes
-                facts = replace(facts, consent=consent)
-            fresh[row.id] = (row.updated_at, facts)
+                enc = row.record_enc
+                followup = decrypt_followup(cipher, case_id, enc) if enc is not None else None
+                facts = _facts(row, content, consent, followup)
+            fresh[case_id] = (updated_at, facts)
             if pseudonyms and row.pseudonym_enc is not None:
                 # pseudonyms are never cached: they leave only in a registry export
-                cipher = cipher or FieldCipher(keys.from_wrapped(case_key_id(row.id), row.wrapped))
+                cipher = cipher or FieldCipher(unwrap(case_key_id(case_id), row.wrapped))
                 facts = replace(
                     facts,
                     pseudonym=cipher.decrypt_text(row.pseudonym_enc, field="pseudonym", **_ad(row)),
@@ -159,52 +255,74 @@ class AnalysisReader:
         pseudonyms: bool = False,
     ) -> list[CaseFacts]:
         """Submitted cases whose patient's latest consent grants ``scope`` now."""
-        latest = (
-            select(ConsentRow.case_id, func.max(ConsentRow.recorded_at).label("at"))
-            .group_by(ConsentRow.case_id)
-            .subquery()
+        with _collector_paused():
+            return self._consented(scope, network=network, pseudonyms=pseudonyms)
+
+    def _consented(
+        self, scope: ConsentScope, *, network: str | None, pseudonyms: bool
+    ) -> list[CaseFacts]:
+        # the patient's latest consent record: none recorded after it (NOT EXISTS walks the
+        # consents' case index once per case, where a grouped subquery joined back costs twice)
+        later = aliased(ConsentRow)
+        latest = ~exists().where(
+            later.case_id == ConsentRow.case_id, later.recorded_at > ConsentRow.recorded_at
         )
-        light = (
-            select(CaseRow.id, CaseRow.updated_at, ConsentRow.scopes, ConsentRow.withdrawn)
-            .join(ConsentRow, ConsentRow.case_id == CaseRow.id)
-            .join(
-                latest,
-                and_(ConsentRow.case_id == latest.c.case_id, ConsentRow.recorded_at == latest.c.at),
+
+        def studied(*columns, ordered: bool = True):  # noqa: ANN002, ANN202
+            stmt = (
+                select(
+                    CaseRow.id, _plain(CaseRow.updated_at), ConsentRow.scopes, ConsentRow.withdrawn
+                )
+                .add_columns(*columns)
+                .join(ConsentRow, ConsentRow.case_id == CaseRow.id)
+                .where(
+                    latest,
+                    _listed(ConsentRow.scopes, scope),
+                    ~_listed(ConsentRow.withdrawn, scope),
+                    CaseRow.status != CaseStatus.DRAFT.value,
+                )
             )
-            .where(
-                _listed(ConsentRow.scopes, scope),
-                ~_listed(ConsentRow.withdrawn, scope),
-                CaseRow.status != CaseStatus.DRAFT.value,
-            )
-            .order_by(CaseRow.created_at, CaseRow.id)
-        )
-        if network is not None:
-            light = light.where(CaseRow.network == network)
+            if ordered:
+                stmt = stmt.order_by(CaseRow.created_at, CaseRow.id)
+            return stmt if network is None else stmt.where(CaseRow.network == network)
+
+        with self._lock:
+            cache = self._cache
         with session_scope(self.cases.sessions, write=False) as s:
-            found = s.execute(light).all()
-            with self._lock:
-                cache = self._cache
-            # ciphertext is fetched only for cases not already decrypted as they are now
-            missing = [
-                r.id
-                for r in found
-                if pseudonyms or (kept := cache.get(r.id)) is None or kept[0] != r.updated_at
-            ]
-            heavy = select(*self._columns()).join(
-                DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id
-            )
-            full: dict[str, object] = {}
-            if len(missing) > 2000:
-                wanted = set(missing)
-                full = {r.id: r for r in s.execute(heavy) if r.id in wanted}
-            else:
-                for start in range(0, len(missing), 500):
-                    chunk = missing[start : start + 500]
-                    full.update((r.id, r) for r in s.execute(heavy.where(CaseRow.id.in_(chunk))))
-        gone = set(missing) - set(full)  # erased between the two reads
-        rows = [
-            (full.get(r.id, r), _scopes(r.scopes, r.withdrawn)) for r in found if r.id not in gone
-        ]
+            # Core rows, not ORM ones: at 100,000 cases the ORM's row loading costs more than
+            # the decryption it feeds
+            conn = s.connection()
+            if cache and not pseudonyms:
+                found = conn.execute(studied()).all()
+                # ciphertext is fetched only for cases not already decrypted as they are now
+                missing = sorted(
+                    r.id
+                    for r in found
+                    if (kept := cache.get(r.id)) is None or kept[0] != _utc(r.updated_at)
+                )
+                if len(missing) <= 2000:
+                    full: dict[str, object] = {}
+                    for start in range(0, len(missing), 500):
+                        chunk = self._heavy().where(CaseRow.id.in_(missing[start : start + 500]))
+                        full.update((r.id, r) for r in conn.execute(chunk))
+                    gone = set(missing) - set(full)  # erased between the two reads
+                    rows = [
+                        (full.get(r.id, r), _scopes(r.scopes, r.withdrawn))
+                        for r in found
+                        if r.id in full or r.id not in gone
+                    ]
+                    return self._decrypt(rows, pseudonyms=pseudonyms, whole=network is None)
+            # cold, or much changed, or pseudonyms (never cached): consent, ciphertexts, data
+            # keys and follow-ups in one pass over the cases; cached facts are still reused
+            extra = self._columns()[2:]  # id and updated_at come first
+            found = conn.execute(
+                studied(*extra, ordered=False)
+                .join(DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id)
+                .outerjoin(FollowUpRow, FollowUpRow.case_id == CaseRow.id)
+            ).all()
+        # sorted here: SQL would sort 100,000 rows with their ciphertexts in a temporary table
+        found.sort(key=lambda r: (r.created_at, r.id))
+        rows = [(r, _scopes(r.scopes, r.withdrawn)) for r in found]
         return self._decrypt(rows, pseudonyms=pseudonyms, whole=network is None)
 
     def readable(
@@ -226,8 +344,7 @@ class AnalysisReader:
             if not allowed:
                 return []
             stmt = (
-                select(*self._columns())
-                .join(DataKeyRow, DataKeyRow.id == literal("case:") + CaseRow.id)
+                self._heavy()
                 .where(CaseRow.id.in_(allowed))
                 .order_by(CaseRow.created_at, CaseRow.id)
             )

@@ -30,6 +30,7 @@ __all__ = [
     "SigningKeyRow",
     "NotificationRow",
     "MailOutboxRow",
+    "FollowUpRow",
 ]
 
 
@@ -133,6 +134,22 @@ class OutcomeRow(Base):
     drafted_by: Mapped[str] = mapped_column(String(32))
     drafted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FollowUpRow(Base):
+    """The follow-up of a case (migration ``0008a``): treatment category and result, encrypted.
+
+    One row per case; a later follow-up replaces it. Who recorded it and when are in clear,
+    like every other row's staff and dates.
+    """
+
+    __tablename__ = "followups"
+
+    case_id: Mapped[str] = mapped_column(String(36), _case_fk(), primary_key=True)
+    #: JSON ``{treatment, result}`` (:class:`~cpms_hub.domain.followup.FollowUpDraft`)
+    record_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_by: Mapped[str] = mapped_column(String(32))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EndorsementRow(Base):
