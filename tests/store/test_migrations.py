@@ -114,7 +114,7 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "signing_keys",
             "notifications",
             "mail_outbox",
-            # follow-ups (0008a)
+            # follow-ups (0008)
             "followups",
         }
     )

@@ -1,6 +1,6 @@
 """Follow-ups in the store: the treatment category followed and the result, per case.
 
-One encrypted row per case (``followups``, migration ``0008a``), bound like
+One encrypted row per case (``followups``, migration ``0008``), bound like
 every ciphertext of the store to (table, row id, field) under the case's data
 key. Recording needs a signed outcome (else 409: there is nothing to follow
 up yet); a later record replaces the earlier one. Recording also moves the

@@ -137,7 +137,7 @@ class OutcomeRow(Base):
 
 
 class FollowUpRow(Base):
-    """The follow-up of a case (migration ``0008a``): treatment category and result, encrypted.
+    """The follow-up of a case (migration ``0008``): treatment category and result, encrypted.
 
     One row per case; a later follow-up replaces it. Who recorded it and when are in clear,
     like every other row's staff and dates.

@@ -1,13 +1,13 @@
 """follow-ups: the treatment category followed and the result, per case
 
-Revision ID: 0008a
+Revision ID: 0008
 Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008a"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
