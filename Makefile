@@ -21,6 +21,9 @@ $(STAMPS)/python: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@# the develop-mode link below points into the checkout: pip would write the wheel's
+	@# install.json through it, and the next wheel build would then find that file twice
+	rm -rf $(LABEXT_DIR)
 	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	@mkdir -p $(STAMPS) && touch $@
 
