@@ -1,6 +1,7 @@
 """Driving a real JupyterLab in Debian's Chromium: launch settings, logging in and
 landing in JupyterLab, writing its settings, waiting for a notebook's kernel,
-running all its cells.
+running all its cells, and reading what a viewer's canvas shows (to tell a blank
+picture from an image, and one picture from the next).
 
 Before the kernel is connected, "Run All Cells" makes JupyterLab ask for a kernel
 and run nothing; these helpers wait for the user server to report the notebook's
@@ -10,13 +11,24 @@ comes up.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
 import pytest
 from playwright.sync_api import expect
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "open_lab", "lab_settings", "kernel_ready", "run_all"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "open_lab",
+    "lab_settings",
+    "kernel_ready",
+    "run_all",
+    "canvas_picture",
+    "picture_difference",
+    "picture_spread",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 #: without the background-networking flags Chromium keeps dialling out of a closed network
@@ -96,3 +108,25 @@ def run_all(page, deployment, user: str, notebook: str, done, timeout_ms: int) -
         # the kernel was not ready after all: take the notebook's own and run again
         dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
     pytest.fail("JupyterLab kept asking for a kernel")
+
+
+# Pillow is imported inside these: only the image tests need it, and conftest imports this module
+def canvas_picture(viewer):  # noqa: ANN001, ANN201
+    """The grey-scale picture of the ``canvas`` inside the ``viewer`` locator."""
+    from PIL import Image
+
+    return Image.open(io.BytesIO(viewer.locator("canvas").screenshot())).convert("L")
+
+
+def picture_difference(a, b) -> float:  # noqa: ANN001
+    """Mean absolute difference of two grey-scale pictures (0: the same)."""
+    from PIL import ImageChops, ImageStat
+
+    return ImageStat.Stat(ImageChops.difference(a, b)).mean[0]
+
+
+def picture_spread(img) -> float:  # noqa: ANN001
+    """Standard deviation of a grey-scale picture (a blank one is near 0)."""
+    from PIL import ImageStat
+
+    return ImageStat.Stat(img).stddev[0]
