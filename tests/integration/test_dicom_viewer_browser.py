@@ -44,7 +44,13 @@ from tests.integration.test_accounts_browser import (
     _stop_server,
     _unique,
 )
-from tests.jupyterlab import canvas_picture, open_lab, picture_difference, picture_spread, run_all
+from tests.jupyterlab import (
+    canvas_picture,
+    open_lab,
+    picture_difference,
+    run_all,
+    scroll_series_viewer,
+)
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -118,28 +124,8 @@ def _wait_attr(viewer, name: str, value: str, timeout_s: float = 20) -> None:
 
 def _scroll_and_window(page, viewer, traffic: Traffic, tmp_path: Path, tag: str) -> None:
     """What both hosts must do: render, scroll (wheel and keys), window/level by dragging."""
-    expect(viewer).to_have_attribute("data-first-frame-ms", re.compile(r"\d"), timeout=60_000)
-    expect(viewer).to_have_attribute("data-slices", str(SLICES))
-    _wait_attr(viewer, "data-slice", "0")
-    page.wait_for_timeout(300)
-    first = canvas_picture(viewer)
-    first.save(tmp_path / f"{tag}-01-first.png")
-    spread = picture_spread(first)
-    assert spread > 10, f"the first slice looks blank ({spread:.1f})"
-
-    # the wheel over the canvas scrolls the series
+    box = scroll_series_viewer(page, viewer, SLICES, tmp_path, tag)
     canvas = viewer.locator("canvas")
-    box = canvas.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(SLICES // 2):
-        page.mouse.wheel(0, 120)
-        page.wait_for_timeout(40)
-    _wait_attr(viewer, "data-slice", str(SLICES // 2))
-    page.wait_for_timeout(300)
-    middle = canvas_picture(viewer)
-    middle.save(tmp_path / f"{tag}-02-scrolled.png")
-    assert picture_difference(first, middle) > 1, "scrolling did not change the picture"
 
     # arrow keys (after a click on the viewer: it takes the focus)
     canvas.click(position={"x": 5, "y": 5})
