@@ -4,21 +4,19 @@ workspace's imaging tests start from it.
 The owner creates the case, records consent to panel discussion (on a signed form),
 imports the sample Aperio slide and a small synthetic CT series through the client, as a
 notebook would; the case is then submitted and the panel members added through the store
-(the panel workflow's own tests cover assembling a panel).
+(the panel workflow's own tests cover assembling a panel), with the same steps as
+:mod:`tests.integration.panel_slide`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
-from cpms_hub.domain import CaseStatus, MemberRole
-from cpms_hub.store import AuditContext
 from cpms_widgets.client import CaseStoreClient
 from tests.data_gen import ct_series
+from tests.integration.panel_slide import consented_case, submit_to_panel
 from tests.integration.test_slides_http import SAMPLE
-from tests.samples import tiny_pdf
 
 __all__ = ["ImagedCase", "CT_SLICES", "imaged_review_case"]
 
@@ -39,21 +37,7 @@ def imaged_review_case(
     """A new submitted case with one slide and one CT series, ``panel_members`` on it."""
     ct_series(folder / "ct", slices=CT_SLICES, size=128)
     with CaseStoreClient(deployment.api, owner_token) as client:
-        case = client.create_case("Imaged case under review", "biopsy and CT")
-        form = client._request(
-            "POST",
-            f"/cases/{case.id}/files",
-            content=tiny_pdf(),
-            headers={"X-CPMS-Filename": "consent.pdf", "Content-Type": "application/pdf"},
-        )
-        client.record_consent(
-            case.id,
-            scopes=["panel-discussion"],
-            form_version="v1",
-            language="en",
-            signed_on=date(2026, 1, 15),
-            form_file_id=form["id"],
-        )
+        case = consented_case(client, "Imaged case under review", "biopsy and CT")
         slide = client.import_slide(case.id, SAMPLE)
         report = client.import_dicom(case.id, folder / "ct")
         held = [i["key"] for i in report["instances"] if i["status"] == "held"]
@@ -62,12 +46,5 @@ def imaged_review_case(
         assert report["errors"] == 0, report
         studies = client.list_studies(case.id)
     series_uid = studies[0]["series"][0]["series_uid"]
-    state = deployment.open_state()
-    try:
-        ctx = AuditContext(actor="test-setup")
-        state.cases.set_status(case.id, CaseStatus.SUBMITTED, ctx=ctx)
-        for name in panel_members:
-            state.cases.add_member(case.id, name, MemberRole.PANEL_MEMBER, ctx=ctx)
-    finally:
-        state.close()
+    submit_to_panel(deployment, case.id, panel_members)
     return ImagedCase(case.id, slide["id"], series_uid)

@@ -12,7 +12,7 @@ the desk is a tab of the file page, opens a case and follows the dark theme too.
 Notifications are real ones: a coordinator assembles a panel on another
 clinician's case, the panel accepts and asks for more information, and later
 signs the outcome (all through the store's API, see
-:mod:`tests.reviewed_cases`). In JupyterLab the request opens the case's
+:mod:`tests.review_cases`). In JupyterLab the request opens the case's
 notebook, which shows the question when run; the signed outcome opens its PDF
 in a JupyterLab tab (the bytes the tab shows are a PDF, fetched through the
 server extension); the case's *Review* button opens the review app's
@@ -31,7 +31,7 @@ import pytest
 
 from tests.integration.test_accounts_browser import LAB_TIMEOUT_MS, _stop_server, _unique
 from tests.jupyterlab import lab_settings, open_lab, run_all
-from tests.reviewed_cases import QUESTION, panel_on_case, sign_outcome
+from tests.review_cases import QUESTION, panel_on_case, sign_outcome
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 

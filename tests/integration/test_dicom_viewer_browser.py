@@ -22,7 +22,6 @@ drop-down switching to the cine, and the cine playing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -45,7 +44,13 @@ from tests.integration.test_accounts_browser import (
     _stop_server,
     _unique,
 )
-from tests.jupyterlab import open_lab, run_all
+from tests.jupyterlab import (
+    canvas_picture,
+    open_lab,
+    picture_difference,
+    run_all,
+    scroll_series_viewer,
+)
 
 pytestmark = [pytest.mark.deployment, pytest.mark.browser]
 
@@ -113,51 +118,14 @@ class Traffic:
         assert not [u for u in self.urls if "grant=" in u.lower()]
 
 
-def _picture(viewer):
-    from PIL import Image
-
-    return Image.open(io.BytesIO(viewer.locator("canvas").screenshot())).convert("L")
-
-
-def _difference(a, b) -> float:
-    from PIL import ImageChops, ImageStat
-
-    return ImageStat.Stat(ImageChops.difference(a, b)).mean[0]
-
-
-def _spread(img) -> float:
-    from PIL import ImageStat
-
-    return ImageStat.Stat(img).stddev[0]
-
-
 def _wait_attr(viewer, name: str, value: str, timeout_s: float = 20) -> None:
     expect(viewer).to_have_attribute(name, value, timeout=timeout_s * 1000)
 
 
 def _scroll_and_window(page, viewer, traffic: Traffic, tmp_path: Path, tag: str) -> None:
     """What both hosts must do: render, scroll (wheel and keys), window/level by dragging."""
-    expect(viewer).to_have_attribute("data-first-frame-ms", re.compile(r"\d"), timeout=60_000)
-    expect(viewer).to_have_attribute("data-slices", str(SLICES))
-    _wait_attr(viewer, "data-slice", "0")
-    page.wait_for_timeout(300)
-    first = _picture(viewer)
-    first.save(tmp_path / f"{tag}-01-first.png")
-    assert _spread(first) > 10, f"the first slice looks blank ({_spread(first):.1f})"
-
-    # the wheel over the canvas scrolls the series
+    box = scroll_series_viewer(page, viewer, SLICES, tmp_path, tag)
     canvas = viewer.locator("canvas")
-    box = canvas.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(SLICES // 2):
-        page.mouse.wheel(0, 120)
-        page.wait_for_timeout(40)
-    _wait_attr(viewer, "data-slice", str(SLICES // 2))
-    page.wait_for_timeout(300)
-    middle = _picture(viewer)
-    middle.save(tmp_path / f"{tag}-02-scrolled.png")
-    assert _difference(first, middle) > 1, "scrolling did not change the picture"
 
     # arrow keys (after a click on the viewer: it takes the focus)
     canvas.click(position={"x": 5, "y": 5})
@@ -167,7 +135,7 @@ def _scroll_and_window(page, viewer, traffic: Traffic, tmp_path: Path, tag: str)
     page.keyboard.press("ArrowUp")
     _wait_attr(viewer, "data-slice", str(SLICES // 2 + 1))
     page.wait_for_timeout(300)
-    before = _picture(viewer)
+    before = canvas_picture(viewer)
 
     # window/level by dragging: new pixels, computed in the browser (no request)
     requests_before = len(traffic.frames)
@@ -179,9 +147,9 @@ def _scroll_and_window(page, viewer, traffic: Traffic, tmp_path: Path, tag: str)
     page.mouse.up()
     page.wait_for_timeout(300)
     assert (viewer.get_attribute("data-ww"), viewer.get_attribute("data-wc")) != (ww, wc)
-    after = _picture(viewer)
+    after = canvas_picture(viewer)
     after.save(tmp_path / f"{tag}-03-windowed.png")
-    assert _difference(before, after) > 2, "window/level did not change the picture"
+    assert picture_difference(before, after) > 2, "window/level did not change the picture"
     assert viewer.get_attribute("data-slice") == str(SLICES // 2 + 1)
     # the viewer fetches the rest of the series in the background: once it is all in, a
     # W/L drag asks for nothing new

@@ -28,7 +28,7 @@ from tornado.httpclient import HTTPClientError
 
 from cpms_hub.hubconfig import REVIEW_SERVICE
 from tests.deployment import REPO
-from tests.reviewed_cases import QUESTION, panel_on_case, sign_outcome
+from tests.review_cases import QUESTION, panel_on_case, sign_outcome
 
 pytestmark = [pytest.mark.deployment]
 

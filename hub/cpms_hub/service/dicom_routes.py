@@ -246,6 +246,19 @@ def dicom_router(
         """The claims of a grant already audited, or None when the slow path is needed."""
         return grants.already_seen(request.headers.get(GRANT_HEADER), case_id, series_uid)
 
+    async def granted_series(request: Request, case_id: str, series_uid: str) -> _OpenSeries:
+        """The open series a request's grant reaches, for the routes run on the event loop.
+
+        A grant already seen and a series already open cost no thread hop; the first
+        request of either (one audit write, one index read) goes to a worker thread."""
+        claims = _fast_grant(request, case_id, series_uid)
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, series_uid)
+        series = cache.peek(f"{case_id}/{series_uid}")
+        if series is None:
+            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        return series
+
     def frame_bytes(series: _OpenSeries, sop_uid: str, n: int) -> tuple[bytes, DicomInstance]:
         inst = series.by_sop.get(sop_uid)
         if inst is None:
@@ -307,12 +320,7 @@ def dicom_router(
 
         Made once per opened series (the grant route opens it): once the grant has been
         seen, answered on the event loop without a thread hop, like the frames."""
-        claims = _fast_grant(request, case_id, series_uid)
-        if claims is None:
-            claims = await run_in_threadpool(granted, request, case_id, series_uid)
-        series = cache.peek(f"{case_id}/{series_uid}")
-        if series is None:
-            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        series = await granted_series(request, case_id, series_uid)
         return Response(
             series.meta_body(series_uid), media_type="application/json", headers=_FRAME_HEADERS
         )
@@ -327,12 +335,7 @@ def dicom_router(
         been seen, a frame is a sub-millisecond read and decryption, cheaper than the hop
         to a worker thread. The first request of a grant or series (one audit write, one
         index read) goes to a thread."""
-        claims = _fast_grant(request, case_id, series_uid)
-        if claims is None:
-            claims = await run_in_threadpool(granted, request, case_id, series_uid)
-        series = cache.peek(f"{case_id}/{series_uid}")
-        if series is None:
-            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        series = await granted_series(request, case_id, series_uid)
         data, _ = frame_bytes(series, sop_uid, n)
         return Response(data, media_type="application/octet-stream", headers=_FRAME_HEADERS)
 
@@ -342,12 +345,7 @@ def dicom_router(
         slice asked, in that order, its number and byte length as two little-endian uint32,
         then its raw pixels. The viewer's first slice comes alone; the rest in batches, the
         nearest first: one request per batch instead of one per frame."""
-        claims = _fast_grant(request, case_id, series_uid)
-        if claims is None:
-            claims = await run_in_threadpool(granted, request, case_id, series_uid)
-        series = cache.peek(f"{case_id}/{series_uid}")
-        if series is None:
-            series = await run_in_threadpool(series_for, request, claims, case_id, series_uid)
+        series = await granted_series(request, case_id, series_uid)
         wanted = parse_slices(selection, len(series.slices))
         size = sum(series.slices[i][0].frame_bytes for i in wanted)
         if size > MAX_BATCH_BYTES:

@@ -90,7 +90,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import fields
 from datetime import date, datetime
+from enum import Enum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -103,11 +105,7 @@ from cpms_hub.domain.review import (
     MAX_REASON,
     MAX_TEXT,
     EndorsementDecision,
-    InformationRequest,
-    Invitation,
     Meeting,
-    Message,
-    Notification,
     Outcome,
     OutcomeDraft,
     Panel,
@@ -120,7 +118,6 @@ from cpms_hub.exports.outcome_report import meeting_ics, outcome_pdf
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
 from cpms_hub.store.cases import AuditContext
-from cpms_hub.store.review import PanelSummary
 
 from .models import ErrorOut
 
@@ -238,6 +235,24 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
+def _plain(value: Any) -> Any:
+    """A field's value as JSON has it: dates in ISO 8601, enums by value, tuples as lists."""
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    """Every field of a review record (contribution, message, request for information,
+    invitation, notification, panel summary), in the order it declares them: the
+    routes answer with the record as the store gives it, nothing added or left out."""
+    return {f.name: _plain(getattr(record, f.name)) for f in fields(record)}
+
+
 def panel_json(p: Panel) -> dict[str, Any]:
     return {
         "case_id": p.case_id,
@@ -262,73 +277,6 @@ def panel_json(p: Panel) -> dict[str, Any]:
             }
             for m in p.members
         ],
-    }
-
-
-def summary_json(p: PanelSummary) -> dict[str, Any]:
-    return {
-        "case_id": p.case_id,
-        "network": p.network,
-        "status": p.status.value,
-        "urgency": p.urgency.value if p.urgency else None,
-        "deadline": p.deadline.isoformat() if p.deadline else None,
-        "lead": p.lead,
-        "members": p.members,
-        "accepted": p.accepted,
-        "contributions": p.contributions,
-        "overdue": p.overdue,
-        "submitted_at": _iso(p.submitted_at),
-        "closed_at": _iso(p.closed_at),
-    }
-
-
-def invitation_json(i: Invitation) -> dict[str, Any]:
-    return {
-        "case_id": i.case_id,
-        "network": i.network,
-        "role": i.role.value,
-        "status": i.status.value,
-        "urgency": i.urgency.value,
-        "deadline": i.deadline.isoformat(),
-        "invited_by": i.invited_by,
-        "invited_at": _iso(i.invited_at),
-        "expires_at": _iso(i.expires_at),
-    }
-
-
-def contribution_json(c: Any) -> dict[str, Any]:
-    return {
-        "id": c.id,
-        "case_id": c.case_id,
-        "author": c.author,
-        "body": c.body,
-        "created_at": _iso(c.created_at),
-        "updated_at": _iso(c.updated_at),
-    }
-
-
-def message_json(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "case_id": m.case_id,
-        "author": m.author,
-        "body": m.body,
-        "created_at": _iso(m.created_at),
-        "parent_id": m.parent_id,
-        "mentions": list(m.mentions),
-    }
-
-
-def request_json(r: InformationRequest) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "case_id": r.case_id,
-        "asked_by": r.asked_by,
-        "question": r.question,
-        "asked_at": _iso(r.asked_at),
-        "answer": r.answer,
-        "answered_by": r.answered_by,
-        "answered_at": _iso(r.answered_at),
     }
 
 
@@ -371,18 +319,6 @@ def outcome_json(o: Outcome, pending: list[str]) -> dict[str, Any]:
             for e in o.endorsements
         ],
         "pending": pending,
-    }
-
-
-def notification_json(n: Notification) -> dict[str, Any]:
-    return {
-        "id": n.id,
-        "user": n.user,
-        "kind": n.kind.value,
-        "case_id": n.case_id,
-        "link": n.link,
-        "created_at": _iso(n.created_at),
-        "read_at": _iso(n.read_at),
     }
 
 
@@ -439,7 +375,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
             require(request, actor, Action.PANEL_REPORTS)
             network = actor.network
         out = review.list_panels(user=actor.name, network=network, scope=scope, ctx=ctx)
-        return [summary_json(p) for p in out]
+        return [record_json(p) for p in out]
 
     @router.get("/experts")
     def experts(
@@ -521,7 +457,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
     def monitor(request: Request, actor: ActorDep) -> dict:
         require(request, actor, Action.PANEL_REPORTS)
         out = review.monitor(actor.network, ctx=ctx_of(request, actor))
-        return {k: [summary_json(p) for p in v] for k, v in out.items()}
+        return {k: [record_json(p) for p in v] for k, v in out.items()}
 
     @router.get("/reports/activity")
     def activity(request: Request, actor: ActorDep) -> dict:
@@ -545,7 +481,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
 
     @router.get("/invitations")
     def invitations(actor: ActorDep) -> list[dict]:
-        return [invitation_json(i) for i in review.invitations(actor.name)]
+        return [record_json(i) for i in review.invitations(actor.name)]
 
     @router.post("/cases/{case_id}/invitation/{answer}")
     def respond(
@@ -559,31 +495,31 @@ def review_router(api_root: str, state: State) -> APIRouter:
             reason=body.reason,
             **as_(request, actor, Action.REVIEW_WRITE),
         )
-        return invitation_json(inv)
+        return record_json(inv)
 
     # -- contributions and discussion ------------------------------------------
 
     @router.get("/cases/{case_id}/contributions")
     def contributions(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
         out = review.contributions(case_id, **as_(request, actor, Action.REVIEW_READ))
-        return [contribution_json(c) for c in out]
+        return [record_json(c) for c in out]
 
     @router.get("/cases/{case_id}/contributions/mine")
     def my_contribution(case_id: str, request: Request, actor: ActorDep) -> dict:
         out = review.contributions(case_id, mine=True, **as_(request, actor, Action.REVIEW_READ))
         if not out:
             raise NotFoundError("you have not written a contribution to this case yet")
-        return contribution_json(out[0])
+        return record_json(out[0])
 
     @router.put("/cases/{case_id}/contributions/mine")
     def put_contribution(case_id: str, body: BodyIn, request: Request, actor: ActorDep) -> dict:
         c = review.put_contribution(case_id, body.body, **as_(request, actor, Action.REVIEW_WRITE))
-        return contribution_json(c)
+        return record_json(c)
 
     @router.get("/cases/{case_id}/messages")
     def messages(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
         out = review.messages(case_id, **as_(request, actor, Action.REVIEW_READ))
-        return [message_json(m) for m in out]
+        return [record_json(m) for m in out]
 
     @router.post("/cases/{case_id}/messages", status_code=201)
     def post_message(case_id: str, body: MessageIn, request: Request, actor: ActorDep) -> dict:
@@ -594,21 +530,21 @@ def review_router(api_root: str, state: State) -> APIRouter:
             mentions=body.mentions,
             **as_(request, actor, Action.REVIEW_WRITE),
         )
-        return message_json(m)
+        return record_json(m)
 
     # -- requests for information ----------------------------------------------
 
     @router.get("/cases/{case_id}/information-requests")
     def info_requests(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
         out = review.information_requests(case_id, **as_(request, actor, Action.INFO_READ))
-        return [request_json(r) for r in out]
+        return [record_json(r) for r in out]
 
     @router.post("/cases/{case_id}/information-requests", status_code=201)
     def ask(case_id: str, body: QuestionIn, request: Request, actor: ActorDep) -> dict:
         r = review.request_information(
             case_id, body.question, **as_(request, actor, Action.REVIEW_WRITE)
         )
-        return request_json(r)
+        return record_json(r)
 
     @router.post("/cases/{case_id}/information-requests/{request_id}/answer")
     def answer(
@@ -617,7 +553,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
         r = review.answer_information(
             case_id, request_id, body.answer, **as_(request, actor, Action.INFO_ANSWER)
         )
-        return request_json(r)
+        return record_json(r)
 
     # -- meetings --------------------------------------------------------------
 
@@ -718,11 +654,11 @@ def review_router(api_root: str, state: State) -> APIRouter:
 
     @router.get("/notifications")
     def notifications(actor: ActorDep, unread: bool = False) -> list[dict]:
-        return [notification_json(n) for n in review.notifications(actor.name, unread=unread)]
+        return [record_json(n) for n in review.notifications(actor.name, unread=unread)]
 
     @router.post("/notifications/{notification_id}/read")
     def mark_read(notification_id: str, actor: ActorDep) -> dict:
-        return notification_json(review.mark_read(actor.name, notification_id))
+        return record_json(review.mark_read(actor.name, notification_id))
 
     return router
 

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from cpms_hub.domain import AuditEntry
 
 from .schema import AuditHeadRow, AuditRow
 
-__all__ = ["AuditTrail", "ChainReport", "entry_hash", "verify_chain"]
+__all__ = ["AuditTrail", "ChainReport", "entry_fields", "entry_hash", "verify_chain"]
 
 GENESIS = "0" * 64
 
@@ -69,33 +70,37 @@ _MOVE_HEAD = (
 )
 
 
+def entry_fields(
+    *,
+    actor: str,
+    action: str,
+    outcome: str,
+    client: str = "",
+    case_id: str | None = None,
+    detail: str = "",
+) -> dict:
+    """One entry's fields as :meth:`AuditTrail.append_many` takes them: the keywords that
+    every way of appending an entry accepts (a misspelt one is a ``TypeError`` here)."""
+    return {
+        "actor": actor,
+        "action": action,
+        "outcome": outcome,
+        "client": client,
+        "case_id": case_id,
+        "detail": detail,
+    }
+
+
 class AuditTrail:
     """Appends entries to the chain; one instance per store."""
 
-    def append(
-        self,
-        session: Session,
-        *,
-        actor: str,
-        action: str,
-        outcome: str,
-        client: str = "",
-        case_id: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        """Append one entry in ``session``'s transaction (it commits with the change)."""
-        fields = {
-            "actor": actor,
-            "action": action,
-            "outcome": outcome,
-            "client": client,
-            "case_id": case_id,
-            "detail": detail,
-        }
-        return self.append_many(session, [fields])[0]
+    def append(self, session: Session, **entry: Any) -> AuditEntry:
+        """Append one entry (the keywords of :func:`entry_fields`) in ``session``'s
+        transaction (it commits with the change)."""
+        return self.append_many(session, [entry_fields(**entry)])[0]
 
     def append_many(self, session: Session | Connection, entries: list[dict]) -> list[AuditEntry]:
-        """Append ``entries`` (dicts of :meth:`append`'s keywords), chained in order.
+        """Append ``entries`` (dicts made by :func:`entry_fields`), chained in order.
 
         The head is read and locked once and updated once, whatever the number
         of entries: :class:`~.audit_commit.AuditGroupCommit` writes the entries

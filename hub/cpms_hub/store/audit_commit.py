@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from cpms_hub.domain import AuditEntry
 
-from .audit import AuditTrail
+from .audit import AuditTrail, entry_fields
 from .database import write_connection
 
 __all__ = ["AuditGroupCommit"]
@@ -60,27 +61,10 @@ class AuditGroupCommit:
         #: size of each group written (the last few hundred), for benchmarks and tests
         self.group_sizes: list[int] = []
 
-    def record(
-        self,
-        *,
-        actor: str,
-        action: str,
-        outcome: str,
-        client: str = "",
-        case_id: str | None = None,
-        detail: str = "",
-    ) -> AuditEntry:
-        """Append one entry; returns once it is committed (raises if it was not)."""
-        mine = _Queued(
-            {
-                "actor": actor,
-                "action": action,
-                "outcome": outcome,
-                "client": client,
-                "case_id": case_id,
-                "detail": detail,
-            }
-        )
+    def record(self, **entry: Any) -> AuditEntry:
+        """Append one entry (the keywords of :func:`~.audit.entry_fields`); returns once it
+        is committed (raises if it was not)."""
+        mine = _Queued(entry_fields(**entry))
         with self._queue_lock:
             self._queue.append(mine)
         with self._writer:

@@ -4,7 +4,10 @@
 rules: each method is one transaction that checks the caller's ``authorize``
 callback (a policy decision over the case's :class:`~cpms_hub.domain.CaseRef`),
 audits what it did in that same transaction, and encrypts every text under the
-case's data key, bound to (table, row id, field).
+case's data key, bound to (table, row id, field). Every step on a case keeps one
+order, written once in ``ReviewStore._step``: authorise, load, check the lifecycle
+(and panel membership, as :data:`_STEPS` says), do the step, then transition,
+notify and audit.
 
 The lifecycle is enforced here, not in any user interface: every step that
 depends on the case's state goes through :func:`cpms_hub.domain.review.transition`
@@ -30,7 +33,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -127,6 +131,30 @@ _MAILED = frozenset(
         NotificationKind.OUTCOME_SIGNED,
     }
 )
+#: every review step on a case, by its audit action: the lifecycle action it takes
+#: (None: it only reads) and whether only an accepted panel member may take it
+_STEPS: dict[str, tuple[LifecycleAction | None, bool]] = {
+    "panel.read": (None, False),
+    "panel.assemble": (LifecycleAction.ASSEMBLE, False),
+    "panel.start-discussion": (LifecycleAction.START_DISCUSSION, False),
+    "panel.close": (LifecycleAction.CLOSE, False),
+    "panel.reopen": (LifecycleAction.REOPEN, False),
+    "invitation.accept": (LifecycleAction.RESPOND_INVITATION, False),
+    "invitation.decline": (LifecycleAction.RESPOND_INVITATION, False),
+    "contribution.read": (None, False),
+    "contribution.write": (LifecycleAction.CONTRIBUTE, True),
+    "message.read": (None, False),
+    "message.write": (LifecycleAction.DISCUSS, True),
+    "info.read": (None, False),
+    "info.request": (LifecycleAction.REQUEST_INFORMATION, True),
+    "info.answer": (LifecycleAction.ANSWER_INFORMATION, False),
+    "meeting.read": (None, False),
+    "meeting.schedule": (LifecycleAction.SCHEDULE_MEETING, True),
+    "meeting.record": (LifecycleAction.SCHEDULE_MEETING, True),
+    "outcome.read": (None, False),
+    "outcome.draft": (LifecycleAction.DRAFT_OUTCOME, True),
+    "outcome.endorse": (LifecycleAction.ENDORSE, True),
+}
 _OPEN_STATES = (
     CaseStatus.PANEL_ASSEMBLED.value,
     CaseStatus.IN_DISCUSSION.value,
@@ -160,6 +188,42 @@ class MailItem:
     subject: str
     body: str
     attempts: int
+
+
+@dataclass(slots=True)
+class _Step:
+    """One review step inside its transaction (see :meth:`ReviewStore._step`): the
+    session, the case's row and, for steps only panel members take, the caller's
+    membership. :meth:`done` finishes it; a step that never calls it fails."""
+
+    store: ReviewStore
+    s: Session
+    case_id: str
+    row: CaseRow
+    member: PanelMemberRow | None
+    action: str
+    ctx: AuditContext
+    step: LifecycleAction | None
+    finished: bool = False
+
+    def done(
+        self,
+        detail: str = "",
+        *,
+        notify: Iterable[str] = (),
+        kind: NotificationKind | None = None,
+    ) -> None:
+        """Move the case to the step's state, notify ``notify`` of ``kind``, audit the
+        step with ``detail``, and flush (the rows are then readable in this session)."""
+        if self.finished:
+            raise RuntimeError(f"{self.action} was finished twice")
+        if self.step is not None:
+            self.store._move(self.row, self.step)
+        if kind is not None:
+            self.store._notify(self.s, notify, kind, self.case_id)
+        self.store.cases._allowed(self.s, self.ctx, self.action, self.case_id, detail=detail)
+        self.s.flush()
+        self.finished = True
 
 
 def _now() -> datetime:
@@ -240,6 +304,26 @@ class ReviewStore:
         if step is not None:
             transition(ref.status, step)
         return row, ref
+
+    @contextmanager
+    def _step(
+        self, case_id: str, action: str, authorize: Authorize, ctx: AuditContext
+    ) -> Iterator[_Step]:
+        """One review step (one of :data:`_STEPS`) in one transaction, in the order every
+        step keeps: authorise the caller and load the case (:meth:`_open`: 403, 404, 409
+        when the lifecycle forbids the step), require an accepted panel member where the
+        step needs one (403), then the step's own work in the ``with`` block, which ends
+        with :meth:`_Step.done`: the lifecycle transition, the notifications and the audit
+        entry, in the same transaction."""
+        step, member = _STEPS[action]
+        with session_scope(self.sessions) as s:
+            row, _ = self._open(s, case_id, authorize, ctx, action, step)
+            m = self._member(s, ctx, action, case_id) if member else None
+            st = _Step(self, s, case_id, row, m, action, ctx, step)
+            yield st
+            # every step is audited: one that forgot to finish must not commit unrecorded
+            if not st.finished:
+                raise RuntimeError(f"{action} ended without being recorded")
 
     def _move(self, row: CaseRow, step: LifecycleAction) -> CaseStatus:
         after = transition(CaseStatus(row.status), step)
@@ -396,10 +480,8 @@ class ReviewStore:
         leads = [m for m in members if m.role is PanelRole.LEAD]
         if len(leads) != 1:
             raise ValidationError("members", "exactly one member must be the lead")
-        with session_scope(self.sessions) as s:
-            row, ref = self._open(
-                s, case_id, authorize, ctx, "panel.assemble", LifecycleAction.ASSEMBLE
-            )
+        with self._step(case_id, "panel.assemble", authorize, ctx) as st:
+            s, row = st.s, st.row
             problems = []
             accounts = {
                 a.name: a for a in s.scalars(select(AccountRow).where(AccountRow.name.in_(users)))
@@ -468,52 +550,38 @@ class ReviewStore:
             for user, m in existing.items():
                 s.delete(m)
                 self._drop_access(row, user)
-            self._move(row, LifecycleAction.ASSEMBLE)
-            self._notify(s, invited, NotificationKind.INVITATION, case_id)
-            self.cases._allowed(
-                s,
-                ctx,
-                "panel.assemble",
-                case_id,
-                detail=f"invited={','.join(invited)} removed={','.join(existing)}",
+            st.done(
+                f"invited={','.join(invited)} removed={','.join(existing)}",
+                notify=invited,
+                kind=NotificationKind.INVITATION,
             )
-            s.flush()
             return self._panel(s, row, with_reasons=True)
 
     def panel(
         self, case_id: str, *, authorize: Authorize, ctx: AuditContext, with_reasons: bool
     ) -> Panel:
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(s, case_id, authorize, ctx, "panel.read")
-            panel = self._panel(s, row, with_reasons=with_reasons)
-            self.cases._allowed(s, ctx, "panel.read", case_id)
+        with self._step(case_id, "panel.read", authorize, ctx) as st:
+            panel = self._panel(st.s, st.row, with_reasons=with_reasons)
+            st.done()
             return panel
 
     def panel_action(
         self, case_id: str, action: str, *, authorize: Authorize, ctx: AuditContext
     ) -> Panel:
         """``start-discussion``, ``close`` or ``reopen`` the case's panel."""
-        steps = {
-            "start-discussion": LifecycleAction.START_DISCUSSION,
-            "close": LifecycleAction.CLOSE,
-            "reopen": LifecycleAction.REOPEN,
-        }
-        if action not in steps:
-            raise ValidationError("action", f"must be one of {', '.join(steps)}")
-        step = steps[action]
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(s, case_id, authorize, ctx, f"panel.{action}", step)
-            prow = s.get(PanelRow, case_id)
+        actions = ("start-discussion", "close", "reopen")  # their steps: _STEPS
+        if action not in actions:
+            raise ValidationError("action", f"must be one of {', '.join(actions)}")
+        with self._step(case_id, f"panel.{action}", authorize, ctx) as st:
+            prow = st.s.get(PanelRow, case_id)
             if prow is None:
                 raise NotFoundError("the case has no panel yet")
-            self._move(row, step)
-            if step is LifecycleAction.CLOSE:
+            if action == "close":
                 prow.closed_at = _now()
-            elif step is LifecycleAction.REOPEN:
+            elif action == "reopen":
                 prow.closed_at = None
-            self.cases._allowed(s, ctx, f"panel.{action}", case_id)
-            s.flush()
-            return self._panel(s, row, with_reasons=False)
+            st.done()
+            return self._panel(st.s, st.row, with_reasons=False)
 
     def respond(
         self,
@@ -527,10 +595,8 @@ class ReviewStore:
         """Accept or decline an invitation (a reason is required to decline)."""
         reason = _text(reason or "", "reason", max_len=MAX_REASON, required=not accept)
         action = "invitation.accept" if accept else "invitation.decline"
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, action, LifecycleAction.RESPOND_INVITATION
-            )
+        with self._step(case_id, action, authorize, ctx) as st:
+            s, row = st.s, st.row
             m = s.get(PanelMemberRow, (case_id, ctx.actor))
             if m is None:
                 raise NotFoundError("you have no invitation for this case")
@@ -557,7 +623,7 @@ class ReviewStore:
             if not accept:
                 # declining gives up access to the case
                 self._drop_access(row, ctx.actor)
-            self.cases._allowed(s, ctx, action, case_id)
+            st.done()
             prow = s.get(PanelRow, case_id)
             return self._invitation(m, row, prow)
 
@@ -599,14 +665,13 @@ class ReviewStore:
     def contributions(
         self, case_id: str, *, authorize: Authorize, ctx: AuditContext, mine: bool = False
     ) -> list[Contribution]:
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "contribution.read")
+        with self._step(case_id, "contribution.read", authorize, ctx) as st:
             stmt = select(ContributionRow).where(ContributionRow.case_id == case_id)
             if mine:
                 stmt = stmt.where(ContributionRow.author == ctx.actor)
-            rows = s.scalars(stmt.order_by(ContributionRow.created_at)).all()
-            out = [self._contribution(s, r) for r in rows]
-            self.cases._allowed(s, ctx, "contribution.read", case_id, detail=f"count={len(out)}")
+            rows = st.s.scalars(stmt.order_by(ContributionRow.created_at)).all()
+            out = [self._contribution(st.s, r) for r in rows]
+            st.done(f"count={len(out)}")
             return out
 
     def put_contribution(
@@ -614,11 +679,8 @@ class ReviewStore:
     ) -> Contribution:
         """Write or rewrite the caller's opinion (not empty; frozen once the outcome is drafted)."""
         body = _text(body, "body")
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, "contribution.write", LifecycleAction.CONTRIBUTE
-            )
-            self._member(s, ctx, "contribution.write", case_id)
+        with self._step(case_id, "contribution.write", authorize, ctx) as st:
+            s = st.s
             now = _now()
             r = s.scalar(
                 select(ContributionRow).where(
@@ -634,9 +696,7 @@ class ReviewStore:
             else:
                 r.body_enc = self._enc(s, case_id, body, "contributions", r.id, "body")
             r.updated_at = now
-            self._move(row, LifecycleAction.CONTRIBUTE)
-            self.cases._allowed(s, ctx, "contribution.write", case_id, detail=f"id={r.id}")
-            s.flush()
+            st.done(f"id={r.id}")
             return self._contribution(s, r)
 
     def _message(self, s: Session, r: MessageRow) -> Message:
@@ -651,15 +711,14 @@ class ReviewStore:
         )
 
     def messages(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> list[Message]:
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "message.read")
-            rows = s.scalars(
+        with self._step(case_id, "message.read", authorize, ctx) as st:
+            rows = st.s.scalars(
                 select(MessageRow)
                 .where(MessageRow.case_id == case_id)
                 .order_by(MessageRow.created_at, MessageRow.id)
             ).all()
-            out = [self._message(s, r) for r in rows]
-            self.cases._allowed(s, ctx, "message.read", case_id, detail=f"count={len(out)}")
+            out = [self._message(st.s, r) for r in rows]
+            st.done(f"count={len(out)}")
             return out
 
     def post_message(
@@ -676,11 +735,8 @@ class ReviewStore:
         mentions = tuple(dict.fromkeys(mentions))
         if len(mentions) > _MAX_MENTIONS:
             raise ValidationError("mentions", f"at most {_MAX_MENTIONS} people")
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, "message.write", LifecycleAction.DISCUSS
-            )
-            self._member(s, ctx, "message.write", case_id)
+        with self._step(case_id, "message.write", authorize, ctx) as st:
+            s = st.s
             if parent_id is not None:
                 parent = s.get(MessageRow, parent_id) if _is_uuid(parent_id) else None
                 if parent is None or parent.case_id != case_id:
@@ -705,12 +761,11 @@ class ReviewStore:
             )
             r.body_enc = self._enc(s, case_id, body, "messages", r.id, "body")
             s.add(r)
-            self._move(row, LifecycleAction.DISCUSS)
-            self._notify(
-                s, [u for u in mentions if u != ctx.actor], NotificationKind.MENTION, case_id
+            st.done(
+                f"id={r.id}",
+                notify=[u for u in mentions if u != ctx.actor],
+                kind=NotificationKind.MENTION,
             )
-            self.cases._allowed(s, ctx, "message.write", case_id, detail=f"id={r.id}")
-            s.flush()
             return self._message(s, r)
 
     # -- requests for more information --------------------------------------------
@@ -735,26 +790,22 @@ class ReviewStore:
     def information_requests(
         self, case_id: str, *, authorize: Authorize, ctx: AuditContext
     ) -> list[InformationRequest]:
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "info.read")
-            rows = s.scalars(
+        with self._step(case_id, "info.read", authorize, ctx) as st:
+            rows = st.s.scalars(
                 select(InformationRequestRow)
                 .where(InformationRequestRow.case_id == case_id)
                 .order_by(InformationRequestRow.asked_at)
             ).all()
-            out = [self._info(s, r) for r in rows]
-            self.cases._allowed(s, ctx, "info.read", case_id, detail=f"count={len(out)}")
+            out = [self._info(st.s, r) for r in rows]
+            st.done(f"count={len(out)}")
             return out
 
     def request_information(
         self, case_id: str, question: str, *, authorize: Authorize, ctx: AuditContext
     ) -> InformationRequest:
         question = _text(question, "question")
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, "info.request", LifecycleAction.REQUEST_INFORMATION
-            )
-            self._member(s, ctx, "info.request", case_id)
+        with self._step(case_id, "info.request", authorize, ctx) as st:
+            s = st.s
             r = InformationRequestRow(
                 id=str(uuid.uuid4()), case_id=case_id, asked_by=ctx.actor, asked_at=_now()
             )
@@ -762,9 +813,11 @@ class ReviewStore:
                 s, case_id, question, "information_requests", r.id, "question"
             )
             s.add(r)
-            self._notify(s, self._clinicians(row), NotificationKind.INFORMATION_REQUEST, case_id)
-            self.cases._allowed(s, ctx, "info.request", case_id, detail=f"id={r.id}")
-            s.flush()
+            st.done(
+                f"id={r.id}",
+                notify=self._clinicians(st.row),
+                kind=NotificationKind.INFORMATION_REQUEST,
+            )
             return self._info(s, r)
 
     def answer_information(
@@ -777,10 +830,8 @@ class ReviewStore:
         ctx: AuditContext,
     ) -> InformationRequest:
         answer = _text(answer, "answer")
-        with session_scope(self.sessions) as s:
-            self._open(
-                s, case_id, authorize, ctx, "info.answer", LifecycleAction.ANSWER_INFORMATION
-            )
+        with self._step(case_id, "info.answer", authorize, ctx) as st:
+            s = st.s
             r = s.get(InformationRequestRow, request_id) if _is_uuid(request_id) else None
             if r is None or r.case_id != case_id:
                 raise NotFoundError("no such request for information in this case")
@@ -791,9 +842,7 @@ class ReviewStore:
             r.answer_enc = self._enc(s, case_id, answer, "information_requests", r.id, "answer")
             r.answered_by = ctx.actor
             r.answered_at = _now()
-            self._notify(s, [r.asked_by], NotificationKind.INFORMATION_ANSWER, case_id)
-            self.cases._allowed(s, ctx, "info.answer", case_id, detail=f"id={r.id}")
-            s.flush()
+            st.done(f"id={r.id}", notify=[r.asked_by], kind=NotificationKind.INFORMATION_ANSWER)
             return self._info(s, r)
 
     # -- meetings ------------------------------------------------------------------
@@ -825,27 +874,25 @@ class ReviewStore:
         )
 
     def meetings(self, case_id: str, *, authorize: Authorize, ctx: AuditContext) -> list[Meeting]:
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "meeting.read")
-            rows = s.scalars(
+        with self._step(case_id, "meeting.read", authorize, ctx) as st:
+            rows = st.s.scalars(
                 select(MeetingRow)
                 .where(MeetingRow.case_id == case_id)
                 .order_by(MeetingRow.starts_at)
             ).all()
-            out = [self._meeting(s, r) for r in rows]
-            self.cases._allowed(s, ctx, "meeting.read", case_id)
+            out = [self._meeting(st.s, r) for r in rows]
+            st.done()
             return out
 
     def meeting(
         self, case_id: str, meeting_id: str, *, authorize: Authorize, ctx: AuditContext
     ) -> Meeting:
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "meeting.read")
-            r = s.get(MeetingRow, meeting_id) if _is_uuid(meeting_id) else None
+        with self._step(case_id, "meeting.read", authorize, ctx) as st:
+            r = st.s.get(MeetingRow, meeting_id) if _is_uuid(meeting_id) else None
             if r is None or r.case_id != case_id:
                 raise NotFoundError("no such meeting in this case")
-            self.cases._allowed(s, ctx, "meeting.read", case_id, detail=f"id={meeting_id}")
-            return self._meeting(s, r)
+            st.done(f"id={meeting_id}")
+            return self._meeting(st.s, r)
 
     def schedule_meeting(
         self,
@@ -864,11 +911,8 @@ class ReviewStore:
             raise ValidationError("starts_at", "must not be in the past")
         if not isinstance(duration_minutes, int) or not 5 <= duration_minutes <= 600:
             raise ValidationError("duration_minutes", "must be 5-600 minutes")
-        with session_scope(self.sessions) as s:
-            self._open(
-                s, case_id, authorize, ctx, "meeting.schedule", LifecycleAction.SCHEDULE_MEETING
-            )
-            self._member(s, ctx, "meeting.schedule", case_id)
+        with self._step(case_id, "meeting.schedule", authorize, ctx) as st:
+            s = st.s
             r = MeetingRow(
                 id=str(uuid.uuid4()),
                 case_id=case_id,
@@ -882,8 +926,7 @@ class ReviewStore:
             s.flush()
             meeting = self._meeting(s, r)
             others = [u for u, _ in meeting.participants if u != ctx.actor]
-            self._notify(s, others, NotificationKind.MEETING, case_id)
-            self.cases._allowed(s, ctx, "meeting.schedule", case_id, detail=f"id={r.id}")
+            st.done(f"id={r.id}", notify=others, kind=NotificationKind.MEETING)
             return meeting
 
     def record_meeting(
@@ -898,11 +941,8 @@ class ReviewStore:
     ) -> Meeting:
         minutes = _text(minutes, "minutes")
         attended = tuple(dict.fromkeys(attended))
-        with session_scope(self.sessions) as s:
-            self._open(
-                s, case_id, authorize, ctx, "meeting.record", LifecycleAction.SCHEDULE_MEETING
-            )
-            self._member(s, ctx, "meeting.record", case_id)
+        with self._step(case_id, "meeting.record", authorize, ctx) as st:
+            s = st.s
             r = s.get(MeetingRow, meeting_id) if _is_uuid(meeting_id) else None
             if r is None or r.case_id != case_id:
                 raise NotFoundError("no such meeting in this case")
@@ -915,8 +955,7 @@ class ReviewStore:
             r.attended = ",".join(attended)
             r.minutes_enc = self._enc(s, case_id, minutes, "meetings", r.id, "minutes")
             r.recorded_at = _now()
-            self.cases._allowed(s, ctx, "meeting.record", case_id, detail=f"id={r.id}")
-            s.flush()
+            st.done(f"id={r.id}")
             return self._meeting(s, r)
 
     # -- the outcome ---------------------------------------------------------------
@@ -970,11 +1009,8 @@ class ReviewStore:
         self, case_id: str, draft: OutcomeDraft, *, authorize: Authorize, ctx: AuditContext
     ) -> tuple[Outcome, list[str]]:
         """The lead writes the outcome; a redraft is a new version and voids the signatures."""
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, "outcome.draft", LifecycleAction.DRAFT_OUTCOME
-            )
-            m = self._member(s, ctx, "outcome.draft", case_id)
+        with self._step(case_id, "outcome.draft", authorize, ctx) as st:
+            s, m = st.s, st.member
             if m.role != PanelRole.LEAD:
                 self._deny(
                     s, ctx, "outcome.draft", case_id, "only the panel lead drafts the outcome"
@@ -997,15 +1033,12 @@ class ReviewStore:
             o.drafted_at = now
             o.signed_at = None
             o.document_enc = document_enc
-            self._move(row, LifecycleAction.DRAFT_OUTCOME)
             others = [
                 p.user
                 for p in self._panel_rows(s, case_id)
                 if p.status == InvitationStatus.ACCEPTED and p.user != ctx.actor
             ]
-            self._notify(s, others, NotificationKind.OUTCOME_DRAFTED, case_id)
-            self.cases._allowed(s, ctx, "outcome.draft", case_id, detail=f"version={version}")
-            s.flush()
+            st.done(f"version={version}", notify=others, kind=NotificationKind.OUTCOME_DRAFTED)
             out = self._outcome(s, o)
             return out, self._pending(s, case_id, out)
 
@@ -1013,14 +1046,13 @@ class ReviewStore:
         self, case_id: str, *, authorize: Authorize, ctx: AuditContext
     ) -> tuple[Outcome, list[str]]:
         """The outcome and who has not signed it yet."""
-        with session_scope(self.sessions) as s:
-            self._open(s, case_id, authorize, ctx, "outcome.read")
-            o = s.get(OutcomeRow, case_id)
+        with self._step(case_id, "outcome.read", authorize, ctx) as st:
+            o = st.s.get(OutcomeRow, case_id)
             if o is None:
                 raise NotFoundError("the panel has not drafted an outcome yet")
-            out = self._outcome(s, o)
-            self.cases._allowed(s, ctx, "outcome.read", case_id, detail=f"version={o.version}")
-            return out, self._pending(s, case_id, out)
+            out = self._outcome(st.s, o)
+            st.done(f"version={o.version}")
+            return out, self._pending(st.s, case_id, out)
 
     def _signing_key(self, s: Session, user: str) -> tuple[SigningKeyRow, bytes]:
         """``user``'s signing key and its private half, made on first use."""
@@ -1067,11 +1099,8 @@ class ReviewStore:
             max_len=MAX_REASON,
             required=decision is EndorsementDecision.DISSENT,
         )
-        with session_scope(self.sessions) as s:
-            row, _ = self._open(
-                s, case_id, authorize, ctx, "outcome.endorse", LifecycleAction.ENDORSE
-            )
-            self._member(s, ctx, "outcome.endorse", case_id)
+        with self._step(case_id, "outcome.endorse", authorize, ctx) as st:
+            s, row = st.s, st.row
             o = s.get(OutcomeRow, case_id)
             if o is None:  # pragma: no cover - the lifecycle says one is drafted
                 raise NotFoundError("the panel has not drafted an outcome yet")
@@ -1113,16 +1142,10 @@ class ReviewStore:
             e.reason_enc = self._enc(s, case_id, reason, "endorsements", e.id, "reason")
             s.add(e)
             s.flush()
-            self.cases._allowed(
-                s,
-                ctx,
-                "outcome.endorse",
-                case_id,
-                detail=f"version={o.version} decision={decision.value}",
-            )
+            st.done(f"version={o.version} decision={decision.value}")
             out = self._outcome(s, o)
             pending = self._pending(s, case_id, out)
-            if not pending:
+            if not pending:  # the last signature: a second step, sealing, in this transaction
                 self._move(row, LifecycleAction.SEAL_OUTCOME)
                 o.signed_at = _now()
                 self._notify(s, self._clinicians(row), NotificationKind.OUTCOME_SIGNED, case_id)
