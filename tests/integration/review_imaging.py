@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from cpms_widgets.client import CaseStoreClient
 from tests.data_gen import ct_series
 from tests.integration.panel_slide import consented_case, submit_to_panel
@@ -35,6 +37,8 @@ def imaged_review_case(
     deployment, owner_token: str, folder: Path, panel_members: tuple[str, ...] = ("panel-p",)
 ) -> ImagedCase:
     """A new submitted case with one slide and one CT series, ``panel_members`` on it."""
+    if not SAMPLE.exists():
+        pytest.skip(f"sample slide not found at {SAMPLE}")
     ct_series(folder / "ct", slices=CT_SLICES, size=128)
     with CaseStoreClient(deployment.api, owner_token) as client:
         case = consented_case(client, "Imaged case under review", "biopsy and CT")
