@@ -48,13 +48,13 @@ from cpms_hub.domain.analysis import (
     CohortRequest,
 )
 from cpms_hub.exports.registry import registry_csv
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, decide
 from cpms_hub.state import State
-from cpms_hub.store import AuditContext
 from cpms_hub.store.analysis import AnalysisReader
 from cpms_hub.vocab import hpo
 
 from .app import ActorDep
+from .case_access import audit_context, require
 from .models import ErrorOut
 
 __all__ = ["analysis_router", "ANALYSIS_ROUTES"]
@@ -124,14 +124,6 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
     reader = AnalysisReader(state.cases)
     cohort_index = _IndexCache()
 
-    def ctx_of(request: Request, actor: Actor) -> AuditContext:
-        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
-
-    def require(actor: Actor, action: Action, ctx: AuditContext) -> None:
-        decision = decide(actor, action)
-        if not decision.allowed:
-            state.cases.record_denial(ctx, action.value, decision.reasons)
-
     def answer(body: bytes, media_type: str, headers: dict | None = None) -> Response:
         return Response(
             body,
@@ -142,8 +134,8 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
     @router.post("/analysis/cohort")
     def cohort(body: CohortIn, request: Request, actor: ActorDep) -> Response:
         """A k-anonymous cohort of the consenting cases (JSON, or Parquet)."""
-        ctx = ctx_of(request, actor)
-        require(actor, Action.COHORT_READ, ctx)
+        ctx = audit_context(request, actor.name)
+        require(state.cases, actor, Action.COHORT_READ, ctx)
         asked = CohortRequest(
             k=body.k,
             fields=tuple(body.fields) if body.fields is not None else None,
@@ -196,8 +188,8 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
     @router.post("/analysis/report")
     def aggregate(request: Request, actor: ActorDep, body: ReportIn | None = None) -> Response:
         """Counts, time to outcome and outcomes by treatment; cells below 5 suppressed."""
-        ctx = ctx_of(request, actor)
-        require(actor, Action.COHORT_REPORT, ctx)
+        ctx = audit_context(request, actor.name)
+        require(state.cases, actor, Action.COHORT_REPORT, ctx)
         payload = json.dumps(report(reader.consented()), separators=(",", ":")).encode()
         reader.record(ctx, "cohort.report", {"sha256": _sha(payload)})
         return answer(payload, "application/json")
@@ -205,10 +197,10 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
     @router.post("/analysis/similar")
     def similar(body: SimilarIn, request: Request, actor: ActorDep) -> Response:
         """Cases whose phenotypes resemble ``hpo_terms`` (Resnik / funSimAvg, as pyhpo)."""
-        ctx = ctx_of(request, actor)
+        ctx = audit_context(request, actor.name)
         case_mode = decide(actor, Action.CASE_SIMILAR).allowed
         if not case_mode:
-            require(actor, Action.COHORT_SIMILAR, ctx)
+            require(state.cases, actor, Action.COHORT_SIMILAR, ctx)
         if case_mode:
             network = actor.network if Role.COORDINATOR in actor.roles else None
             facts = reader.readable(
@@ -278,8 +270,8 @@ def analysis_router(api_root: str, state: State) -> APIRouter:
     @router.get("/exports/registry.csv")
     def registry(request: Request, actor: ActorDep) -> Response:
         """The coordinator's network's consenting cases as EU RD Platform common data elements."""
-        ctx = ctx_of(request, actor)
-        require(actor, Action.REGISTRY_EXPORT, ctx)
+        ctx = audit_context(request, actor.name)
+        require(state.cases, actor, Action.REGISTRY_EXPORT, ctx)
         facts = reader.consented(network=actor.network, pseudonyms=True)
         payload = registry_csv(facts).encode("utf-8")
         reader.record(

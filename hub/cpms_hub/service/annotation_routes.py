@@ -28,11 +28,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpms_hub.domain import MAX_COMMENT_CHARS, MAX_POLYGON_POINTS, AnnotationDraft
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, Actor
 from cpms_hub.state import State
 from cpms_hub.store.annotations import AnnotationStore
-from cpms_hub.store.cases import AuditContext, Authorize
 
+from .case_access import audit_context, case_policy
 from .models import ErrorOut
 
 __all__ = ["ANNOTATION_ROUTES_DOC", "AnnotationIn", "annotation_router"]
@@ -73,17 +73,13 @@ def annotation_router(api_root: str, state: State) -> APIRouter:
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["annotations"])
     store = AnnotationStore(state.cases)
 
-    def ctx_of(request: Request, actor: Actor) -> AuditContext:
-        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
-
-    def policy(actor: Actor, action: Action) -> Authorize:
-        return lambda ref: decide(actor, action, ref)
-
     @router.get("/cases/{case_id}/annotations")
     def case_annotations(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
         """Every annotation of every slide of the case, oldest first."""
         found = store.list_case_annotations(
-            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor)
+            case_id,
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         return JSONResponse([a.to_json() for a in found], headers=_PRIVATE)
 
@@ -95,8 +91,8 @@ def annotation_router(api_root: str, state: State) -> APIRouter:
         found = store.list_annotations(
             case_id,
             slide_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         return JSONResponse([a.to_json() for a in found], headers=_PRIVATE)
 
@@ -110,8 +106,8 @@ def annotation_router(api_root: str, state: State) -> APIRouter:
             case_id,
             slide_id,
             draft,
-            authorize=policy(actor, Action.ANNOTATION_WRITE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.ANNOTATION_WRITE),
+            ctx=audit_context(request, actor.name),
         )
         return JSONResponse(made.to_json(), status_code=201, headers=_PRIVATE)
 
@@ -126,8 +122,8 @@ def annotation_router(api_root: str, state: State) -> APIRouter:
             case_id,
             slide_id,
             annotation_id,
-            authorize=policy(actor, Action.ANNOTATION_WRITE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.ANNOTATION_WRITE),
+            ctx=audit_context(request, actor.name),
         )
         return Response(status_code=204)
 

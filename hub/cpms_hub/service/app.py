@@ -39,12 +39,13 @@ from cpms_hub.domain import (
 from cpms_hub.domain.codec import consent_to_json, content_from_json, content_to_json
 from cpms_hub.exports import fhir_bundle, phenopacket
 from cpms_hub.hubapi import HubApi, HubApiError
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, Actor
 from cpms_hub.state import State
-from cpms_hub.store import AuditContext, session_scope
+from cpms_hub.store import session_scope
 from cpms_hub.store.uploads import CHUNK_SIZE
 
 from .auth import XSRF_COOKIE, Authenticator, Identity
+from .case_access import audit_context, case_policy, require
 from .clinical_checks import submission_problems, vocabulary_problems
 from .dicom_routes import DICOM_ROUTES_DOC
 from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
@@ -255,17 +256,6 @@ def create_app(
     store = state.cases
     router = APIRouter(prefix=api_root, responses=_ERRORS)
 
-    def ctx_of(request: Request, actor: Actor) -> AuditContext:
-        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
-
-    def require(actor: Actor, action: Action, ctx: AuditContext) -> None:
-        decision = decide(actor, action)
-        if not decision.allowed:
-            store.record_denial(ctx, action.value, decision.reasons)
-
-    def policy(actor: Actor, action: Action):  # noqa: ANN202
-        return lambda ref: decide(actor, action, ref)
-
     @router.get("/health", tags=["service"])
     def health() -> dict:
         """Liveness; needs no credentials and touches no data."""
@@ -283,8 +273,8 @@ def create_app(
 
     @router.post("/cases", status_code=201, response_model=CaseOut, tags=["cases"])
     def create_case(body: CaseCreate, request: Request, actor: ActorDep) -> dict:
-        ctx = ctx_of(request, actor)
-        require(actor, Action.CASE_CREATE, ctx)
+        ctx = audit_context(request, actor.name)
+        require(store, actor, Action.CASE_CREATE, ctx)
         draft = CaseDraft(body.title, body.clinical_summary, body.network)
         content = None
         if body.content is not None:
@@ -308,10 +298,10 @@ def create_app(
     def list_cases(request: Request, response: Response, actor: ActorDep) -> Any:
         """The cases the caller may read, with an ETag: ``If-None-Match`` with the current
         one answers 304 without listing (and so without an audit entry per case)."""
-        ctx = ctx_of(request, actor)
-        require(actor, Action.CASE_LIST, ctx)
+        ctx = audit_context(request, actor.name)
+        require(store, actor, Action.CASE_LIST, ctx)
         network = actor.network if Role.COORDINATOR in actor.roles else None
-        authorize = policy(actor, Action.CASE_READ)
+        authorize = case_policy(actor, Action.CASE_READ)
         # taken before the list: a change in between makes the tag stale, never the list
         fingerprint = store.list_fingerprint(user=actor.name, network=network, authorize=authorize)
         etag = f'"{fingerprint}"'
@@ -324,10 +314,10 @@ def create_app(
     @router.post("/cases/lookup", response_model=list[CaseOut], tags=["cases"])
     def lookup(body: PseudonymLookup, request: Request, actor: ActorDep) -> list[dict]:
         """Exact look-up by pseudonym (in the body: pseudonyms never go in URLs)."""
-        ctx = ctx_of(request, actor)
-        require(actor, Action.CASE_LOOKUP, ctx)
+        ctx = audit_context(request, actor.name)
+        require(store, actor, Action.CASE_LOOKUP, ctx)
         found = store.lookup_pseudonym(
-            body.pseudonym, authorize=policy(actor, Action.CASE_READ), ctx=ctx
+            body.pseudonym, authorize=case_policy(actor, Action.CASE_READ), ctx=ctx
         )
         return [_case_out(c) for c in found]
 
@@ -335,7 +325,9 @@ def create_app(
     def read_case(case_id: str, request: Request, who: IdentityDep) -> Response:
         actor = auth.actor_of(who)
         case = store.read_case(
-            case_id, authorize=policy(actor, Action.CASE_READ), ctx=ctx_of(request, actor)
+            case_id,
+            authorize=case_policy(actor, Action.CASE_READ),
+            ctx=audit_context(request, actor.name),
         )
         # serialised once, here: the body is a CaseOut already, no second validation pass
         return Response(_case_model(case).model_dump_json(), media_type="application/json")
@@ -346,15 +338,17 @@ def create_app(
             case_id,
             title=body.title,
             clinical_summary=body.clinical_summary,
-            authorize=policy(actor, Action.CASE_UPDATE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CASE_UPDATE),
+            ctx=audit_context(request, actor.name),
         )
         return _case_out(case)
 
     @router.get("/cases/{case_id}/files", response_model=list[FileOut], tags=["files"])
     def list_files(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
         files = store.list_files(
-            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor)
+            case_id,
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         return [_file_out(f) for f in files]
 
@@ -387,15 +381,18 @@ def create_app(
             name=name,
             media_type=content_type.split(";")[0].strip() or "application/octet-stream",
             max_size=max_file_bytes,
-            authorize=policy(actor, Action.FILE_WRITE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.FILE_WRITE),
+            ctx=audit_context(request, actor.name),
         )
         return _file_out(f)
 
     @router.get("/cases/{case_id}/files/{file_id}", tags=["files"])
     def download_file(case_id: str, file_id: str, request: Request, actor: ActorDep):  # noqa: ANN201
         meta, reader = store.open_file(
-            case_id, file_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor)
+            case_id,
+            file_id,
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
 
         def body() -> Iterator[bytes]:
@@ -424,15 +421,17 @@ def create_app(
         case = store.set_content(
             case_id,
             content,
-            authorize=policy(actor, Action.CASE_UPDATE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CASE_UPDATE),
+            ctx=audit_context(request, actor.name),
         )
         return _case_out(case)
 
     @router.get("/cases/{case_id}/consents", tags=["consent"])
     def list_consents(case_id: str, request: Request, actor: ActorDep) -> dict:
         consents = store.list_consents(
-            case_id, authorize=policy(actor, Action.CONSENT_READ), ctx=ctx_of(request, actor)
+            case_id,
+            authorize=case_policy(actor, Action.CONSENT_READ),
+            ctx=audit_context(request, actor.name),
         )
         state = ConsentState.of(consents)
         return {
@@ -452,8 +451,8 @@ def create_app(
             language=body.language,
             signed_on=body.signed_on,
             form_file_id=body.form_file_id,
-            authorize=policy(actor, Action.CONSENT_WRITE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CONSENT_WRITE),
+            ctx=audit_context(request, actor.name),
         )
         return consent_to_json(consent)
 
@@ -467,8 +466,8 @@ def create_app(
             scope=_scope(body.scope),
             reason=body.reason,
             on=body.on or datetime.now(UTC).date(),
-            authorize=policy(actor, Action.CONSENT_WRITE),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CONSENT_WRITE),
+            ctx=audit_context(request, actor.name),
         )
         return consent_to_json(consent)
 
@@ -478,8 +477,8 @@ def create_app(
         case = store.submit(
             case_id,
             problems=submission_problems,
-            authorize=policy(actor, Action.CASE_SUBMIT),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CASE_SUBMIT),
+            ctx=audit_context(request, actor.name),
         )
         return _case_out(case)
 
@@ -490,12 +489,14 @@ def create_app(
         case, consents, files = store.export_view(
             case_id,
             fmt="fhir",
-            authorize=policy(actor, Action.CASE_EXPORT),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CASE_EXPORT),
+            ctx=audit_context(request, actor.name),
         )
         try:
             outcome, _ = state.review.outcome(
-                case_id, authorize=policy(actor, Action.OUTCOME_READ), ctx=ctx_of(request, actor)
+                case_id,
+                authorize=case_policy(actor, Action.OUTCOME_READ),
+                ctx=audit_context(request, actor.name),
             )
         except NotFoundError:
             outcome = None
@@ -508,8 +509,8 @@ def create_app(
         case, _, files = store.export_view(
             case_id,
             fmt="phenopacket",
-            authorize=policy(actor, Action.CASE_EXPORT),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.CASE_EXPORT),
+            ctx=audit_context(request, actor.name),
         )
         return JSONResponse(
             phenopacket(case, case.content or CaseContent(), files), headers=_PRIVATE
@@ -528,7 +529,7 @@ def create_app(
     def list_accounts(
         request: Request, actor: ActorDep, status: Annotated[str | None, Query()] = None
     ) -> list[dict]:
-        require(actor, Action.ACCOUNT_MANAGE, ctx_of(request, actor))
+        require(store, actor, Action.ACCOUNT_MANAGE, audit_context(request, actor.name))
         accounts = state.accounts.list()
         if status is not None:
             accounts = [a for a in accounts if a.status.value == status]
@@ -536,8 +537,8 @@ def create_app(
 
     @router.post("/accounts/{name}/{verb}", response_model=AccountOut, tags=["accounts"])
     def account_action(name: str, verb: str, request: Request, actor: ActorDep) -> dict:
-        ctx = ctx_of(request, actor)
-        require(actor, Action.ACCOUNT_MANAGE, ctx)
+        ctx = audit_context(request, actor.name)
+        require(store, actor, Action.ACCOUNT_MANAGE, ctx)
         if verb not in _ACCOUNT_VERBS:
             raise ValidationError("verb", f"must be one of {', '.join(_ACCOUNT_VERBS)}")
         method = getattr(state.accounts, verb.replace("-", "_"))
@@ -555,7 +556,7 @@ def create_app(
         case_id: Annotated[str | None, Query(max_length=36)] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict]:
-        require(actor, Action.AUDIT_READ, ctx_of(request, actor))
+        require(store, actor, Action.AUDIT_READ, audit_context(request, actor.name))
         with session_scope(state.sessions, write=False) as s:
             entries = state.audit.entries(s, case_id=case_id, limit=limit)
         return [
@@ -568,7 +569,7 @@ def create_app(
     from .vocab_routes import vocab_router
 
     app.include_router(vocab_router(api_root))
-    app.include_router(upload_router(api_root, state.uploads, policy=policy, ctx_of=ctx_of))
+    app.include_router(upload_router(api_root, state.uploads))
     from .slide_routes import slide_router
 
     app.include_router(slide_router(api_root, state))

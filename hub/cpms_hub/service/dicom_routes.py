@@ -40,11 +40,11 @@ from cpms_hub.domain import NotFoundError, ValidationError
 from cpms_hub.imaging.deid import DeidKeys
 from cpms_hub.imaging.dicom import render_frame
 from cpms_hub.imaging.dicom_import import iter_items, prepare_instance
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, Actor
 from cpms_hub.state import State
-from cpms_hub.store.cases import AuditContext, Authorize
 from cpms_hub.store.dicom import DicomInstance, DicomStore
 
+from .case_access import audit_context, case_policy
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
@@ -213,12 +213,6 @@ def dicom_router(
     grants = ImageGrants(state, kind="dicom", label="series", scope_prefix="dicom:", ttl=grant_ttl)
     cache = _SeriesCache(open_series)
 
-    def ctx_of(request: Request, name: str) -> AuditContext:
-        return AuditContext(actor=name, client=request.client.host if request.client else "")
-
-    def policy(actor: Actor, action: Action) -> Authorize:
-        return lambda ref: decide(actor, action, ref)
-
     def base(case_id: str, series_uid: str) -> str:
         return f"{api_root}/cases/{case_id}/dicom/series/{series_uid}"
 
@@ -231,7 +225,7 @@ def dicom_router(
             key, found = store.instances(
                 case_id,
                 authorize=lambda _ref: _Allowed(),
-                ctx=ctx_of(request, claims.user),
+                ctx=audit_context(request, claims.user),
                 action="dicom.open",
                 series_uid=series_uid,
             )
@@ -279,14 +273,16 @@ def dicom_router(
             body.file_id,
             confirmed=body.confirm_burned_in,
             mask=body.mask_regions,
-            authorize=policy(actor, Action.FILE_WRITE),
-            ctx=ctx_of(request, actor.name),
+            authorize=case_policy(actor, Action.FILE_WRITE),
+            ctx=audit_context(request, actor.name),
         )
 
     @router.get("/cases/{case_id}/dicom/studies")
     def list_studies(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
         studies = store.list_studies(
-            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor.name)
+            case_id,
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         return JSONResponse(studies, headers=_PRIVATE)
 
@@ -295,8 +291,8 @@ def dicom_router(
         """A short-lived grant for this user to view this series (send it in X-CPMS-Grant)."""
         key, found = store.instances(
             case_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor.name),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
             action="dicom.grant",
             series_uid=series_uid,
         )

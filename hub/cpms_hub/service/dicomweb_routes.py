@@ -41,11 +41,11 @@ from pydicom import dcmread
 from starlette.concurrency import run_in_threadpool
 
 from cpms_hub.domain import NotFoundError, ValidationError
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, Actor
 from cpms_hub.state import State
-from cpms_hub.store.cases import AuditContext, Authorize
 from cpms_hub.store.dicom import DicomInstance
 
+from .case_access import audit_context, case_policy
 from .dicom_routes import dicom_store
 from .dicomweb_accept import DICOM_JSON, negotiate
 from .dicomweb_query import LEVEL_ALL, parse_query
@@ -179,12 +179,6 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
     store = dicom_store(state)
     headers = _HeaderCache(_HEADER_CACHE)
 
-    def ctx_of(request: Request, actor: Actor) -> AuditContext:
-        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
-
-    def policy(actor: Actor, action: Action) -> Authorize:
-        return lambda ref: decide(actor, action, ref)
-
     def find(
         request: Request,
         actor: Actor,
@@ -198,8 +192,8 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
     ) -> tuple[bytes, list[DicomInstance]]:
         key, found = store.instances(
             case_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
             action=action,
             study_uid=study,
             series_uid=series,
@@ -431,7 +425,10 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
                     return
 
         def run() -> tuple[int, dict]:
-            authorize, ctx = policy(actor, Action.FILE_WRITE), ctx_of(request, actor)
+            authorize, ctx = (
+                case_policy(actor, Action.FILE_WRITE),
+                audit_context(request, actor.name),
+            )
             # decided before the body is read: an outsider cannot make the service buffer it
             store.check_store(case_id, authorize=authorize, ctx=ctx)
             parts = _parse_multipart(b"".join(body_bytes()), content_type)

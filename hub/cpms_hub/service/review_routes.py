@@ -117,8 +117,8 @@ from cpms_hub.domain.review import (
 from cpms_hub.exports.outcome_report import meeting_ics, outcome_pdf
 from cpms_hub.policy import Action, Actor, decide
 from cpms_hub.state import State
-from cpms_hub.store.cases import AuditContext
 
+from .case_access import audit_context, case_policy
 from .models import ErrorOut
 
 __all__ = ["REVIEW_ROUTES_DOC", "review_router"]
@@ -335,19 +335,15 @@ def review_router(api_root: str, state: State) -> APIRouter:
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["review"])
     review = state.review
 
-    def ctx_of(request: Request, actor: Actor) -> AuditContext:
-        return AuditContext(actor=actor.name, client=request.client.host if request.client else "")
-
-    def policy(actor: Actor, action: Action):  # noqa: ANN202
-        return lambda ref: decide(actor, action, ref)
-
     def as_(request: Request, actor: Actor, action: Action) -> dict[str, Any]:
-        return {"authorize": policy(actor, action), "ctx": ctx_of(request, actor)}
+        return {"authorize": case_policy(actor, action), "ctx": audit_context(request, actor.name)}
 
     def require(request: Request, actor: Actor, action: Action) -> None:
         decision = decide(actor, action)
         if not decision.allowed:
-            state.cases.record_denial(ctx_of(request, actor), action.value, decision.reasons)
+            state.cases.record_denial(
+                audit_context(request, actor.name), action.value, decision.reasons
+            )
 
     def either(actor: Actor, *actions: Action):  # noqa: ANN202
         """Allowed when any of ``actions`` is; the reasons of all when none is."""
@@ -369,7 +365,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
         actor: ActorDep,
         scope: Annotated[str, Query(pattern="^(mine|network)$")] = "mine",
     ) -> list[dict]:
-        ctx = ctx_of(request, actor)
+        ctx = audit_context(request, actor.name)
         network = None
         if scope == "network":
             require(request, actor, Action.PANEL_REPORTS)
@@ -447,22 +443,22 @@ def review_router(api_root: str, state: State) -> APIRouter:
         if action == "start-discussion":
             authorize = either(actor, Action.PANEL_MANAGE, Action.REVIEW_WRITE)
         else:
-            authorize = policy(actor, Action.PANEL_MANAGE)
+            authorize = case_policy(actor, Action.PANEL_MANAGE)
         panel = review.panel_action(
-            case_id, action, authorize=authorize, ctx=ctx_of(request, actor)
+            case_id, action, authorize=authorize, ctx=audit_context(request, actor.name)
         )
         return panel_json(panel)
 
     @router.get("/reports/monitor")
     def monitor(request: Request, actor: ActorDep) -> dict:
         require(request, actor, Action.PANEL_REPORTS)
-        out = review.monitor(actor.network, ctx=ctx_of(request, actor))
+        out = review.monitor(actor.network, ctx=audit_context(request, actor.name))
         return {k: [record_json(p) for p in v] for k, v in out.items()}
 
     @router.get("/reports/activity")
     def activity(request: Request, actor: ActorDep) -> dict:
         require(request, actor, Action.PANEL_REPORTS)
-        return review.activity(network=actor.network, ctx=ctx_of(request, actor))
+        return review.activity(network=actor.network, ctx=audit_context(request, actor.name))
 
     @router.put("/accounts/{name}/expertise")
     def set_expertise(name: str, body: ExpertiseIn, request: Request, actor: ActorDep) -> dict:
@@ -633,7 +629,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
             decision = EndorsementDecision(body.decision)
         except ValueError:
             raise ValidationError("decision", "must be endorse or dissent") from None
-        ctx = ctx_of(request, actor)
+        ctx = audit_context(request, actor.name)
         # the policy first (a non-member learns nothing of the step-up), then the code
         ref = state.cases.case_ref(case_id)
         verdict = decide(actor, Action.REVIEW_WRITE, ref)
@@ -645,7 +641,7 @@ def review_router(api_root: str, state: State) -> APIRouter:
             decision=decision,
             reason=body.reason,
             version=body.version,
-            authorize=policy(actor, Action.REVIEW_WRITE),
+            authorize=case_policy(actor, Action.REVIEW_WRITE),
             ctx=ctx,
         )
         return outcome_json(out, pending)

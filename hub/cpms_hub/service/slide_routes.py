@@ -40,11 +40,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cpms_hub.domain import CpmsError
 from cpms_hub.imaging import SlideTileSource, UnsupportedFormatError, deidentify_svs
-from cpms_hub.policy import Action, Actor, decide
+from cpms_hub.policy import Action, Actor
 from cpms_hub.state import State
-from cpms_hub.store.cases import AuditContext, Authorize
 from cpms_hub.store.slides import Slide, SlideStore
 
+from .case_access import audit_context, case_policy
 from .errors import error_response
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
@@ -201,12 +201,6 @@ def slide_router(
     grants = ImageGrants(state, kind="slide", label="slide", ttl=grant_ttl)
     cache = _OpenSlides(open_slides)
 
-    def ctx_of(request: Request, actor_name: str) -> AuditContext:
-        return AuditContext(actor=actor_name, client=request.client.host if request.client else "")
-
-    def policy(actor: Actor, action: Action) -> Authorize:
-        return lambda ref: decide(actor, action, ref)
-
     def base(case_id: str, slide_id: str) -> str:
         return f"{api_root}/cases/{case_id}/slides/{slide_id}"
 
@@ -221,7 +215,7 @@ def slide_router(
                 case_id,
                 slide_id,
                 authorize=lambda _ref: _Allowed(),
-                ctx=ctx_of(request, claims.user),
+                ctx=audit_context(request, claims.user),
             )
 
         # keyed by case too: a grant for (case X, slide S) must not reach another case's S
@@ -236,8 +230,8 @@ def slide_router(
             slide = slides.import_slide(
                 case_id,
                 body.file_id,
-                authorize=policy(actor, Action.FILE_WRITE),
-                ctx=ctx_of(request, actor.name),
+                authorize=case_policy(actor, Action.FILE_WRITE),
+                ctx=audit_context(request, actor.name),
             )
         except UnsupportedFormatError as exc:
             # a well-formed file of another kind: the client's choice, not a server fault
@@ -247,7 +241,9 @@ def slide_router(
     @router.get("/cases/{case_id}/slides")
     def list_slides(case_id: str, request: Request, actor: ActorDep) -> list[dict]:
         found = slides.list_slides(
-            case_id, authorize=policy(actor, Action.FILE_READ), ctx=ctx_of(request, actor.name)
+            case_id,
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         return [_slide_out(s) for s in found]
 
@@ -257,8 +253,8 @@ def slide_router(
         slides.get_slide(
             case_id,
             slide_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor.name),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
             action="slide.grant",
         )
         body = {
@@ -310,13 +306,16 @@ def slide_router(
         slide = slides.get_slide(
             case_id,
             slide_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor.name),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
         entry = cache.acquire(
             f"{case_id}/{slide_id}",
             lambda: slides.open_tiles(
-                case_id, slide_id, authorize=lambda _r: _Allowed(), ctx=ctx_of(request, actor.name)
+                case_id,
+                slide_id,
+                authorize=lambda _r: _Allowed(),
+                ctx=audit_context(request, actor.name),
             ),
         )
         try:
@@ -332,8 +331,8 @@ def slide_router(
         return slides.associated(
             case_id,
             slide_id,
-            authorize=policy(actor, Action.FILE_READ),
-            ctx=ctx_of(request, actor.name),
+            authorize=case_policy(actor, Action.FILE_READ),
+            ctx=audit_context(request, actor.name),
         )
 
     return router

@@ -29,7 +29,7 @@ body-size limit can give it a limit of one chunk rather than the small JSON limi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 import anyio
@@ -41,9 +41,10 @@ from starlette.requests import ClientDisconnect
 
 from cpms_hub.domain import CaseFile, CpmsError, ValidationError
 from cpms_hub.policy import Action, Actor
-from cpms_hub.store.cases import AuditContext, Authorize
+from cpms_hub.store.cases import Authorize
 from cpms_hub.store.uploads import UploadBusyError, UploadStatus, UploadStore
 
+from .case_access import audit_context, case_policy
 from .errors import error_response
 from .models import ErrorOut, FileOut
 
@@ -130,18 +131,15 @@ def upload_router(
     api_root: str,
     uploads: UploadStore,
     *,
-    policy: Callable[[Actor, Action], Authorize],
-    ctx_of: Callable[[Request, Actor], AuditContext],
     idle_timeout: float = 60.0,
 ) -> APIRouter:
-    """The upload routes, for ``app.include_router`` (``policy`` and ``ctx_of`` as in
-    :func:`~cpms_hub.service.app.create_app`)."""
+    """The upload routes, for ``app.include_router``."""
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["uploads"])
     base = "/cases/{case_id}/uploads"
     one = base + "/{upload_id}"
 
     def write(actor: Actor) -> Authorize:
-        return policy(actor, Action.FILE_WRITE)
+        return case_policy(actor, Action.FILE_WRITE)
 
     @router.post(base, status_code=201, response_model=UploadOut)
     def create_upload(
@@ -154,7 +152,7 @@ def upload_router(
             size=body.size,
             media_type=body.media_type,
             authorize=write(actor),
-            ctx=ctx_of(request, actor),
+            ctx=audit_context(request, actor.name),
         )
         response.headers["Location"] = f"{api_root}/cases/{case_id}/uploads/{status.id}"
         return _out(status)
@@ -163,7 +161,7 @@ def upload_router(
     def upload_status(case_id: str, upload_id: str, request: Request, actor: ActorDep) -> dict:
         """How many bytes arrived (``received``): where to resume."""
         status = uploads.status(
-            case_id, upload_id, authorize=write(actor), ctx=ctx_of(request, actor)
+            case_id, upload_id, authorize=write(actor), ctx=audit_context(request, actor.name)
         )
         return _out(status)
 
@@ -171,7 +169,7 @@ def upload_router(
     def upload_offset(case_id: str, upload_id: str, request: Request, actor: ActorDep) -> Response:
         """The status in headers: ``Upload-Offset``, ``Upload-Length``, ``Upload-Status``."""
         status = uploads.status(
-            case_id, upload_id, authorize=write(actor), ctx=ctx_of(request, actor)
+            case_id, upload_id, authorize=write(actor), ctx=audit_context(request, actor.name)
         )
         return Response(
             status_code=200,
@@ -186,7 +184,9 @@ def upload_router(
     @router.delete(one, status_code=204)
     def abort_upload(case_id: str, upload_id: str, request: Request, actor: ActorDep) -> Response:
         """Abort: the partial data is deleted (a completed file is not affected)."""
-        uploads.abort(case_id, upload_id, authorize=write(actor), ctx=ctx_of(request, actor))
+        uploads.abort(
+            case_id, upload_id, authorize=write(actor), ctx=audit_context(request, actor.name)
+        )
         return Response(status_code=204)
 
     @router.put(one + CHUNK_ROUTE_SUFFIX, response_model=UploadOut)
@@ -234,7 +234,7 @@ def upload_router(
                 upload_offset,
                 body(),
                 authorize=write(actor),
-                ctx=ctx_of(request, actor),
+                ctx=audit_context(request, actor.name),
                 length=content_length,
             )
         except CpmsError as exc:
@@ -255,7 +255,7 @@ def upload_router(
         """Finish: the file joins the case (same shape as POST ``.../files``)."""
         try:
             f = uploads.complete(
-                case_id, upload_id, authorize=write(actor), ctx=ctx_of(request, actor)
+                case_id, upload_id, authorize=write(actor), ctx=audit_context(request, actor.name)
             )
         except UploadBusyError as exc:
             return _busy(exc)
