@@ -20,9 +20,7 @@ The front end is ``js/dicom_viewer.js``, bundled by ``make setup`` into
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +30,12 @@ import traitlets
 from cpms_hub.domain import CpmsError
 
 from ..client import CaseStoreClient
+from .grant_renewal import GrantRenewal
 
 __all__ = ["BUNDLE", "DicomViewer", "SeriesGrants", "series_choices"]
 
 #: the esbuild bundle of js/dicom_viewer.js (built by ``make setup``)
 BUNDLE = Path(__file__).parent / "static" / "dicom_viewer.js"
-#: renew a grant this many seconds before it expires
-RENEW_BEFORE = 60.0
-#: and never sooner than this after the previous one (a very short grant lifetime)
-MIN_RENEW_DELAY = 5.0
 DEFAULT_PREFIX = "/services/cpms-store/api/v1"
 _API_MARK = "/cases/"
 
@@ -106,10 +101,7 @@ class SeriesGrants:
         self._publish = publish
         self.store_prefix = store_prefix
         self.series_uid: str | None = None
-        self._auto_refresh = auto_refresh
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
-        self._closed = False
+        self._renewal = GrantRenewal(self.refresh, enabled=auto_refresh)
 
     def open(self, series_uid: str) -> dict[str, str]:
         """Take a grant for ``series_uid`` now (and schedule its renewal)."""
@@ -130,42 +122,11 @@ class SeriesGrants:
             "expires_at": g["expires_at"],
         }
         self._publish(fields)
-        self._schedule(g["expires_at"])
+        self._renewal.schedule(g["expires_at"])
         return fields
 
-    def _schedule(self, expires_at: str) -> None:
-        if not self._auto_refresh:
-            return
-        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
-        left = (expires - datetime.now(UTC)).total_seconds()
-        self._start_timer(max(MIN_RENEW_DELAY, left - RENEW_BEFORE))
-
-    def _start_timer(self, delay: float) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(delay, self._renew)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _renew(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.refresh()
-        except Exception:  # noqa: BLE001 - keep trying: the store may be restarting
-            self._start_timer(MIN_RENEW_DELAY * 6)
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._renewal.close()
 
 
 class DicomViewer(anywidget.AnyWidget):

@@ -20,8 +20,6 @@ into ``static/slide_viewer.js``.
 
 from __future__ import annotations
 
-import threading
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,13 @@ import anywidget
 import traitlets
 
 from ..client import CaseStoreClient
+from .grant_renewal import GrantRenewal
 from .slide_session import DEFAULT_POLL_SECONDS, SlideSession
 
 __all__ = ["BUNDLE", "SlideViewer", "bundle_text"]
 
 #: the esbuild bundle of js/slide_viewer.js (built by ``make setup``)
 BUNDLE = Path(__file__).parent / "static" / "slide_viewer.js"
-#: renew a grant this many seconds before it expires
-RENEW_BEFORE = 60.0
-#: and never sooner than this after the previous one (a very short grant lifetime)
-MIN_RENEW_DELAY = 5.0
 
 
 def _bundle() -> Path:
@@ -105,10 +100,7 @@ class SlideViewer(anywidget.AnyWidget):
         self.case_id = case_id
         self.slide_id = slide_id
         self._session = SlideSession(client, case_id, slide_id, store_prefix=store_prefix)
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
-        self._auto_refresh = auto_refresh
-        self._closed = False
+        self._renewal = GrantRenewal(self.refresh, enabled=auto_refresh)
         props = client.slide_properties(case_id, slide_id)
         super().__init__(height=height, store_prefix=store_prefix, mpp=props.get("mpp"), **kwargs)
         with self.hold_sync():
@@ -129,7 +121,7 @@ class SlideViewer(anywidget.AnyWidget):
         with self.hold_sync():
             for name, value in values.items():
                 setattr(self, name, value)
-        self._schedule(values["expires_at"])
+        self._renewal.schedule(values["expires_at"])
 
     def _on_request(self, change: dict[str, Any]) -> None:
         request = change["new"] or {}
@@ -154,40 +146,6 @@ class SlideViewer(anywidget.AnyWidget):
         """Fetch the slide's annotations now (the front end also polls)."""
         self.annotations = self._session.annotations()
 
-    def _schedule(self, expires_at: str) -> None:
-        if not self._auto_refresh:
-            return
-        expires = datetime.fromisoformat(expires_at)
-        if expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
-        left = (expires - datetime.now(UTC)).total_seconds()
-        delay = max(MIN_RENEW_DELAY, left - RENEW_BEFORE)
-        with self._lock:
-            if self._closed:
-                return
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = threading.Timer(delay, self._renew)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _renew(self) -> None:
-        if self._closed:
-            return
-        try:
-            self.refresh()
-        except Exception:  # keep trying: the store may be restarting
-            with self._lock:
-                if self._closed:
-                    return
-                self._timer = threading.Timer(MIN_RENEW_DELAY * 6, self._renew)
-                self._timer.daemon = True
-                self._timer.start()
-
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._renewal.close()
         super().close()
