@@ -334,3 +334,32 @@ def test_async_reads_are_audited_when_denied_and_fail_without_their_entry(
         asyncio.run(backend.cases.read_case_async(case_id, authorize=allow, ctx=CTX)).title
         == "Async"
     )
+
+
+def test_a_transaction_reads_a_case_key_once_and_forgets_it_when_it_ends(backend: State) -> None:
+    """Listings decrypt row after row of one case: its key is selected once per transaction."""
+    from sqlalchemy import event
+
+    case_id = new_case(backend, "Listing")
+    key_selects: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # noqa: ANN001
+        if "FROM data_keys" in statement:
+            key_selects.append(statement)
+
+    event.listen(backend.engine, "before_cursor_execute", count)
+    try:
+        with session_scope(backend.sessions, write=False) as s:
+            first = backend.cases._cipher(s, case_id)  # noqa: SLF001
+            assert all(backend.cases._cipher(s, case_id) is first for _ in range(20))  # noqa: SLF001
+        assert len(key_selects) == 1
+        with session_scope(backend.sessions, write=False) as s:
+            backend.cases._cipher(s, case_id)  # noqa: SLF001 - a new transaction reads it again
+        assert len(key_selects) == 2
+        with session_scope(backend.sessions) as s:
+            backend.cases._cipher(s, case_id)  # noqa: SLF001
+            backend.keys.destroy(s, case_key_id(case_id))
+            with pytest.raises(KeyUnavailableError):  # shredded: not even this transaction
+                backend.cases._cipher(s, case_id)  # noqa: SLF001
+    finally:
+        event.remove(backend.engine, "before_cursor_execute", count)

@@ -55,7 +55,7 @@ from .audit import AuditTrail
 from .audit_commit import AuditGroupCommit
 from .blobs import LocalBlobBackend
 from .case_reads import fetch_case
-from .database import read_connection, session_scope
+from .database import TRANSACTION_MEMO, read_connection, session_scope
 from .keys import DataKeys, case_key_id
 from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
 
@@ -211,7 +211,19 @@ class CaseStore:
     # -- helpers -----------------------------------------------------------
 
     def _cipher(self, session: Session, case_id: str) -> FieldCipher:
-        return self.keys.cipher(session, case_key_id(case_id))
+        """The case's cipher, its data key read once per transaction (not once per row).
+
+        Listings decrypt one row after another of the same case (DICOM headers,
+        annotations, messages): remembered in the session, the key is selected
+        once, not once a row, and still re-read by the next transaction, so a key
+        destroyed by another process stops the very next one.
+        """
+        memo = session.info.setdefault(TRANSACTION_MEMO, {})
+        key_id = case_key_id(case_id)
+        cipher = memo.get(key_id)
+        if cipher is None:
+            cipher = memo[key_id] = self.keys.cipher(session, key_id)
+        return cipher
 
     def _decrypt_case(self, session: Session, row: CaseRow) -> Case:
         return _case_of(

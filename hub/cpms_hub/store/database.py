@@ -143,8 +143,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
+#: key of a dict in ``Session.info`` that lives as long as the session's transaction
+#: (emptied whenever one ends): what was read under that transaction's snapshot
+TRANSACTION_MEMO = "cpms_transaction_memo"
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_transaction_end")
+    def _forget(session: Session, _transaction) -> None:  # noqa: ANN001
+        session.info.pop(TRANSACTION_MEMO, None)
+
+    return factory
 
 
 @contextmanager
