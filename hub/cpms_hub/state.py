@@ -106,6 +106,7 @@ class State:
             return verify_chain(s)
 
     def close(self) -> None:
+        self.cases.audit_commit.close()
         self.engine.dispose()
 
 

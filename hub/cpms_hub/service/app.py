@@ -321,14 +321,27 @@ def create_app(
         )
         return [_case_out(c) for c in found]
 
+    # SQLite reads are served on the event loop (see CaseStore.read_case_async); a database
+    # server's are not: there a statement waits on the network, so it runs in a worker thread
+    reads_on_loop = state.engine.dialect.name == "sqlite"
+
     @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
-    def read_case(case_id: str, request: Request, who: IdentityDep) -> Response:
-        actor = auth.actor_of(who)
-        case = store.read_case(
-            case_id,
-            authorize=case_policy(actor, Action.CASE_READ),
-            ctx=audit_context(request, actor.name),
-        )
+    async def read_case(case_id: str, request: Request, who: IdentityDep) -> Response:
+        ctx = audit_context(request, who.name)
+        if reads_on_loop:
+            actor = auth.actor_of(who)
+            case = await store.read_case_async(
+                case_id, authorize=case_policy(actor, Action.CASE_READ), ctx=ctx
+            )
+        else:
+
+            def read() -> Case:
+                actor = auth.actor_of(who)
+                return store.read_case(
+                    case_id, authorize=case_policy(actor, Action.CASE_READ), ctx=ctx
+                )
+
+            case = await run_in_threadpool(read)
         # serialised once, here: the body is a CaseOut already, no second validation pass
         return Response(_case_model(case).model_dump_json(), media_type="application/json")
 

@@ -55,7 +55,7 @@ from .audit import AuditTrail
 from .audit_commit import AuditGroupCommit
 from .blobs import LocalBlobBackend
 from .case_reads import fetch_case
-from .database import read_connection, session_scope
+from .database import TRANSACTION_MEMO, read_connection, session_scope
 from .keys import DataKeys, case_key_id
 from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
 
@@ -164,6 +164,31 @@ def _case_of(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _CaseRead:
+    """A read decided and decrypted, with the audit entry it owes before it is answered."""
+
+    case_id: str
+    case: Case | None  # None: refused for ``reasons``
+    reasons: tuple[str, ...]
+
+    def entry(self, ctx: AuditContext) -> dict:
+        denied = self.case is None
+        return {
+            "actor": ctx.actor,
+            "action": "case.read",
+            "outcome": AuditOutcome.DENIED if denied else AuditOutcome.ALLOWED,
+            "client": ctx.client,
+            "case_id": self.case_id,
+            **({"detail": "; ".join(self.reasons)[:500]} if denied else {}),
+        }
+
+    def result(self) -> Case:
+        if self.case is None:
+            raise PermissionDeniedError("not allowed", reasons=self.reasons)
+        return self.case
+
+
 class CaseStore:
     """Cases, their files and their keys, over one database and one blob backend."""
 
@@ -186,7 +211,19 @@ class CaseStore:
     # -- helpers -----------------------------------------------------------
 
     def _cipher(self, session: Session, case_id: str) -> FieldCipher:
-        return self.keys.cipher(session, case_key_id(case_id))
+        """The case's cipher, its data key read once per transaction (not once per row).
+
+        Listings decrypt one row after another of the same case (DICOM headers,
+        annotations, messages): remembered in the session, the key is selected
+        once, not once a row, and still re-read by the next transaction, so a key
+        destroyed by another process stops the very next one.
+        """
+        memo = session.info.setdefault(TRANSACTION_MEMO, {})
+        key_id = case_key_id(case_id)
+        cipher = memo.get(key_id)
+        if cipher is None:
+            cipher = memo[key_id] = self.keys.cipher(session, key_id)
+        return cipher
 
     def _decrypt_case(self, session: Session, row: CaseRow) -> Case:
         return _case_of(
@@ -322,6 +359,27 @@ class CaseStore:
         the audit entry through :class:`~.audit_commit.AuditGroupCommit`, which
         returns only once the entry is committed: nothing is answered unaudited.
         """
+        read = self._read(case_id, authorize)
+        self.audit_commit.record(**read.entry(ctx))
+        return read.result()
+
+    async def read_case_async(
+        self, case_id: str, *, authorize: Authorize, ctx: AuditContext
+    ) -> Case:
+        """:meth:`read_case` for a caller on an event loop, with SQLite underneath.
+
+        The statement and the decryption run on the caller's thread (in SQLite's
+        WAL mode a reader never waits for a writer: a read is a few page-cache
+        look-ups, cheaper than handing it to a thread), and the audit entry is
+        awaited through :meth:`~.audit_commit.AuditGroupCommit.record_async`, so
+        the loop never blocks on the writer. With a database server underneath
+        use :meth:`read_case` in a worker thread: its statements wait on the network.
+        """
+        read = self._read(case_id, authorize)
+        await self.audit_commit.record_async(**read.entry(ctx))
+        return read.result()
+
+    def _read(self, case_id: str, authorize: Authorize) -> _CaseRead:
         snap = None
         if _is_uuid(case_id):
             with read_connection(self.sessions) as conn:
@@ -330,15 +388,7 @@ class CaseStore:
             raise NotFoundError("no such case")
         verdict = authorize(snap.ref)
         if not verdict.allowed:
-            self.audit_commit.record(
-                actor=ctx.actor,
-                action="case.read",
-                outcome=AuditOutcome.DENIED,
-                client=ctx.client,
-                case_id=case_id,
-                detail="; ".join(verdict.reasons)[:500],
-            )
-            raise PermissionDeniedError("not allowed", reasons=tuple(verdict.reasons))
+            return _CaseRead(case_id, None, tuple(verdict.reasons))
         if snap.wrapped_key is None:
             raise KeyUnavailableError("data key case is not available")
         cipher = FieldCipher(self.keys.from_wrapped(case_key_id(case_id), snap.wrapped_key))
@@ -350,14 +400,7 @@ class CaseStore:
             snap.content_enc,
             snap.schema_version,
         )
-        self.audit_commit.record(
-            actor=ctx.actor,
-            action="case.read",
-            outcome=AuditOutcome.ALLOWED,
-            client=ctx.client,
-            case_id=case_id,
-        )
-        return case
+        return _CaseRead(case_id, case, ())
 
     def list_cases(
         self, *, user: str, network: str | None, authorize: Authorize, ctx: AuditContext

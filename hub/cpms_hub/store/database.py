@@ -111,6 +111,10 @@ def make_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=40,
             max_overflow=10,
+            # the most recently used connection first: SQLite empties a connection's page
+            # cache whenever another connection has committed since its last transaction,
+            # and round-robin over 40 connections meant nearly every read began cold
+            pool_use_lifo=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -139,8 +143,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(parsed, pool_size=20, max_overflow=20, pool_pre_ping=True)
 
 
+#: key of a dict in ``Session.info`` that lives as long as the session's transaction
+#: (emptied whenever one ends): what was read under that transaction's snapshot
+TRANSACTION_MEMO = "cpms_transaction_memo"
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(factory, "after_transaction_end")
+    def _forget(session: Session, _transaction) -> None:  # noqa: ANN001
+        session.info.pop(TRANSACTION_MEMO, None)
+
+    return factory
 
 
 @contextmanager

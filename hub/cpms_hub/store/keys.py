@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from cpms_hub.crypto import FieldCipher, Keyring, new_data_key
 from cpms_hub.domain.errors import KeyUnavailableError
 
+from .database import TRANSACTION_MEMO
 from .schema import DataKeyRow
 
 __all__ = ["DataKeys", "case_key_id", "SYSTEM_ACCOUNTS_KEY"]
@@ -114,6 +115,8 @@ class DataKeys:
         """Crypto-shred: delete the wrapped key; True if there was one."""
         wrapped = session.scalar(select(DataKeyRow.wrapped).where(DataKeyRow.id == key_id))
         session.execute(delete(DataKeyRow).where(DataKeyRow.id == key_id))
+        # nor may this transaction use the key it remembered for its listings
+        session.info.get(TRANSACTION_MEMO, {}).pop(key_id, None)
         if wrapped is not None:
             with self._lock:
                 self._cache.pop(wrapped, None)
