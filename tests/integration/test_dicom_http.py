@@ -397,8 +397,32 @@ def _uid(item: dict, tag: str) -> str:
 STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
 
 
+def _two_series_study(web: DICOMwebClient) -> tuple[str, dict[str, int]]:
+    """STOW-RS a new MR study of two series (2 and 1 instances): its UID, and the
+    instance count of each (de-identified) series."""
+    study, series = pydicom.uid.generate_uid(), [pydicom.uid.generate_uid() for _ in range(2)]
+    datasets = []
+    for n, series_uid in enumerate([series[0], series[0], series[1]], start=1):
+        ds = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = n
+        datasets.append(ds)
+    stored = web.store_instances(datasets).ReferencedSOPSequence
+    assert len(stored) == 3
+    # where did it go? the all-instances search finds an instance by its (new) UID
+    (found,) = web.search_for_instances(
+        search_filters={"SOPInstanceUID": stored[0].ReferencedSOPInstanceUID}
+    )
+    uid = _uid(found, STUDY_UID)
+    counts = {_uid(s, SERIES_UID): s["00201209"]["Value"][0] for s in web.search_for_series(uid)}
+    assert sorted(counts.values()) == [1, 2]
+    return uid, counts
+
+
 def test_qido_relational_searches(deployment, tokens, case_id, imported) -> None:
     web = _dicomweb(deployment, tokens["clin-a"], case_id)
+    two_study, two_counts = _two_series_study(web)
     # what the hierarchical searches find, study by study and series by series
     tree = {
         _uid(st, STUDY_UID): {
@@ -476,6 +500,27 @@ def test_qido_relational_searches(deployment, tokens, case_id, imported) -> None
     assert not web.search_for_instances(ct_study, search_filters={"SeriesInstanceUID": "2.25.1"})
     wide = web.search_for_instances(ct_study, fields=["all"], limit=1)
     assert "00280030" in wide[0]  # PixelSpacing: the whole header
+    # across the study's series, each instance with its own series' count
+    across = web.search_for_instances(two_study)
+    assert len(across) == 3
+    assert {_uid(i, SERIES_UID): i["00201209"]["Value"][0] for i in across} == two_counts
+    # one series read, but the study's counts asked for are the whole study's
+    big = max(two_counts, key=two_counts.get)
+    for found in (
+        web.search_for_instances(two_study, big, fields=["NumberOfStudyRelatedInstances"]),
+        web.search_for_instances(
+            search_filters={"SeriesInstanceUID": big}, fields=["NumberOfStudyRelatedSeries"]
+        ),
+        web.search_for_instances(two_study, search_filters={"SeriesInstanceUID": big}),
+    ):
+        assert len(found) == 2 and all(_uid(i, SERIES_UID) == big for i in found)
+    assert web.search_for_instances(two_study, big, fields=["NumberOfStudyRelatedInstances"])[0][
+        "00201208"
+    ]["Value"] == [3]
+    assert web.search_for_instances(
+        search_filters={"SeriesInstanceUID": big}, fields=["NumberOfStudyRelatedSeries"]
+    )[0]["00201206"]["Value"] == [2]
+    assert "00201208" not in web.search_for_instances(two_study, big)[0]
 
     # what the standard refuses or warns about, in the one error shape
     auth = _auth(tokens["clin-a"])

@@ -362,6 +362,13 @@ class Query:
                 return k.uids()[0]
         return None
 
+    def mentions(self, tags: Iterable[str]) -> bool:
+        """Whether the answer may need any of ``tags``: a key, an ``includefield``, ``all``."""
+        tags = set(tags)
+        return (
+            self.include_all or bool(tags & self.include) or any(k.tag in tags for k in self.keys)
+        )
+
     def project(self, entity: Mapping[str, Mapping], level: str, above: Iterable[str] = ()) -> dict:
         """The attributes the answer carries: defaults, matching keys and ``includefield``.
 

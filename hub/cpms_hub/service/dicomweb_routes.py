@@ -82,6 +82,9 @@ _STOW_PATH = re.compile(r"/cases/[^/]+/dicomweb/studies/?$")
 _MAX_PARTS = 10_000
 
 
+#: study attributes counted over the whole study: ModalitiesInStudy, NumberOfStudyRelated
+#: Series and Instances (a search that may return or match them reads the whole study)
+_STUDY_COUNTS = frozenset({"00080061", "00201206", "00201208"})
 #: values larger than this are bulk data, left out of metadata and search results
 _BULK_BYTES = 64 * 1024
 #: de-identified headers (DICOM JSON) kept by blob id: a search reads each one once
@@ -354,7 +357,15 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
         negotiate(request.headers.get("accept"), "json")
         # a key naming one study narrows what is read; the study's counts stay whole
         study = study or query.only_uid("0020000D")
-        key, found = find(request, actor, case_id, "dicomweb.search", study=study)
+        # an instance search names one series (path or key): read only that series, unless
+        # the answer may need the counts of the whole study (a series' counts stay whole)
+        series = series or (query.only_uid("0020000E") if level == "instance" else None)
+        narrow = (
+            series
+            if level == "instance" and "study" not in above and not query.mentions(_STUDY_COUNTS)
+            else None
+        )
+        key, found = find(request, actor, case_id, "dicomweb.search", study=study, series=narrow)
         matched = [
             query.project(e, level, above)
             for e in entities(case_id, key, found, level, series)
