@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.from_thread
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread
@@ -139,6 +140,13 @@ def _attr(vr: str, *values: object) -> dict:
     return {"vr": vr, "Value": present} if present else {"vr": vr}
 
 
+def _plain(value: object) -> object:
+    """What orjson does not encode itself: a float subclass (pydicom's DS values)."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
 def _warning(text: str) -> str:
     """One RFC 7234 warning value (code 299, as PS3.18 uses), printable ASCII only: the
     text may quote a parameter name the client sent."""
@@ -229,14 +237,13 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             raise NotFoundError("no such study, series or instance in this case")
         return key, found
 
-    def dicom_json(
-        request: Request, body: list[dict], warnings: Iterable[str] = ()
-    ) -> JSONResponse:
+    def dicom_json(request: Request, body: list[dict], warnings: Iterable[str] = ()) -> Response:
         negotiate(request.headers.get("accept"), "json")
         headers = dict(_NO_STORE)
         if warnings:  # PS3.18 8.3.4: e.g. more results remain, a parameter is not supported
             headers["Warning"] = ", ".join(_warning(text) for text in warnings)
-        return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
+        # orjson: a search of a whole case is thousands of headers to encode
+        return Response(orjson.dumps(body, default=_plain), media_type=DICOM_JSON, headers=headers)
 
     def base_url(case_id: str) -> str:
         return f"{api_root}/cases/{case_id}/dicomweb"
@@ -294,20 +301,19 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
         )
         return entity
 
-    def instance_entity(case_id: str, key: bytes, inst: DicomInstance) -> dict:
-        """An instance's attributes: its whole header (bulk data left out) and URL."""
-        entity = dict(header(key, inst))
-        entity.update(
-            {
-                "00080056": _attr("CS", "ONLINE"),
-                "00081190": _attr(
-                    "UR",
-                    f"{base_url(case_id)}/studies/{inst.study_uid}/series/{inst.series_uid}"
-                    f"/instances/{inst.sop_uid}",
-                ),
-            }
-        )
-        return entity
+    def instance_entity(case_id: str, key: bytes, inst: DicomInstance, upper: dict) -> dict:
+        """An instance's attributes: its whole header (bulk data left out) and URL, over
+        ``upper`` (its series' and study's)."""
+        return {
+            **upper,
+            **header(key, inst),
+            "00080056": _attr("CS", "ONLINE"),
+            "00081190": _attr(
+                "UR",
+                f"{base_url(case_id)}/studies/{inst.study_uid}/series/{inst.series_uid}"
+                f"/instances/{inst.sop_uid}",
+            ),
+        }
 
     def entities(
         case_id: str, key: bytes, found: list[DicomInstance], level: str, series: str | None
@@ -331,7 +337,7 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
                     yield middle
                     continue
                 for inst in series_insts:
-                    yield {**middle, **instance_entity(case_id, key, inst)}
+                    yield instance_entity(case_id, key, inst, middle)
 
     def qido(
         request: Request,
@@ -366,10 +372,9 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             else None
         )
         key, found = find(request, actor, case_id, "dicomweb.search", study=study, series=narrow)
+        project = query.projector(level, above)
         matched = [
-            query.project(e, level, above)
-            for e in entities(case_id, key, found, level, series)
-            if query.matches(e)
+            project(e) for e in entities(case_id, key, found, level, series) if query.matches(e)
         ]
         page, more = query.page(matched)
         return dicom_json(request, page, [*query.warnings, *([more] if more else [])])
