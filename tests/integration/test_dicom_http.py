@@ -540,6 +540,10 @@ def test_qido_relational_searches(deployment, tokens, case_id, imported) -> None
             body = r.json()
             assert body["status"] == 400 and body["reasons"][0].startswith(name), body
             assert r.headers["warning"].startswith(f'299 cpms-store: "{name}')
+        # a parameter name the client made up is quoted in the body, never raw in a header
+        r = c.get(base + "/series", params={'Bad"\r\nName\u00e9': "1"}, headers=auth)
+        assert r.status_code == 400 and r.json()["reasons"][0].startswith('Bad"\r\nName\u00e9')
+        assert r.headers["warning"].startswith('299 cpms-store: "Bad???Name?:')
         r = c.get(base + "/instances", params={"emptyvaluematching": "true"}, headers=auth)
         assert r.status_code == 200 and len(r.json()) == len(all_instances)
         assert "The emptyvaluematching parameter is not supported" in r.headers["warning"]
