@@ -634,9 +634,10 @@ def test_dicomweb_refuses_outsiders_everywhere(deployment, tokens, case_id, impo
             )
             assert r.status_code == 403, (user, path, r.text)
             assert r.json()["status"] == 403
-        # and without a token: 401
-        r = c.get(f"{deployment.api}/cases/{case_id}/dicomweb/studies")
-        assert r.status_code == 401
+        # and without a token: 401, on every path too
+        for method, path in _PATHS:
+            r = c.request(method, f"{deployment.api}/cases/{case_id}/dicomweb{path}")
+            assert r.status_code == 401, (path, r.text)
 
 
 def test_client_imports_a_folder(deployment, tokens, case_id, imported, tmp_path) -> None:

@@ -97,7 +97,7 @@ def _tags(*keywords: str) -> frozenset[str]:
     return frozenset(f"{tag_for_keyword(k):08X}" for k in keywords)
 
 
-#: PS3.18 Table 6.7.1-2: what a study search returns by default
+#: PS3.18 Table 10.6.3-3 (6.7.1-2 in editions before 2019): what a study search returns
 STUDY_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "StudyDate",
@@ -118,7 +118,7 @@ STUDY_DEFAULTS = _tags(
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
-#: PS3.18 Table 6.7.1-2a: series
+#: PS3.18 Table 10.6.3-4 (6.7.1-2a): series
 SERIES_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "Modality",
@@ -132,7 +132,7 @@ SERIES_DEFAULTS = _tags(
     "PerformedProcedureStepStartDate",
     "PerformedProcedureStepStartTime",
 )
-#: PS3.18 Table 6.7.1-2b: instances
+#: PS3.18 Table 10.6.3-5 (6.7.1-2b): instances
 INSTANCE_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "SOPClassUID",
