@@ -225,9 +225,9 @@ def _key_level(tag: str, level: str, param: str) -> None:
         return  # Modality at the study level matches any of the study's series
     if level == "series" and _series_all(tag):
         return
-    below = "series" if _series_all(tag) else "instance"
+    below, where = ("a series", "series") if _series_all(tag) else ("an instance", "instances")
     raise ValidationError(
-        param, f"is a {below} attribute, not a key of a {level} search: search the {below}"
+        param, f"is {below} attribute, not a key of a {level} search: search {where} instead"
     )
 
 
@@ -356,7 +356,7 @@ class Query:
 
     def only_uid(self, tag: str) -> str | None:
         """The one UID a key on ``tag`` names, if it names exactly one: a search can
-        then read only that study from the store."""
+        then read only that study (or series) from the store."""
         for k in self.keys:
             if k.tag == tag and not k.universal and len(k.uids()) == 1:
                 return k.uids()[0]
