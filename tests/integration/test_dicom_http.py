@@ -3,8 +3,9 @@
 clin-a uploads a zip (a synthetic CT series, a JPEG 2000 MR from pydicom's test files, an
 ultrasound that may carry burned-in text, and bad members: not DICOM, truncated, a path
 escaping the archive, a nested zip), imports it, reads frames with a viewer grant, then
-reads and stores over DICOMweb with ``dicomweb-client``. Users without access get 403 on
-every DICOMweb path.
+reads and stores over DICOMweb with ``dicomweb-client`` (all six QIDO-RS resources of
+PS3.18 Table 10.6.1-1, the relational ones across the case's studies included). Users
+without access get 403 on every DICOMweb path.
 """
 
 from __future__ import annotations
@@ -382,10 +383,182 @@ def test_qido_matching_includefield_and_paging(deployment, tokens, case_id, impo
             ({"fuzzymatching": "perhaps"}, "fuzzymatching"),
         ):
             r = c.get(url, params=params, headers=_auth(tokens["clin-a"]))
-            assert r.status_code == 422, (params, r.text)
+            assert r.status_code == 400, (params, r.text)  # PS3.18 10.6.3.1
             assert r.json()["reasons"][0].startswith(name)
+            assert r.headers["warning"].startswith('299 cpms-store: "' + name)
         r = c.get(url, params={"limit": "1"}, headers=_auth(tokens["clin-a"]))
         assert "additional results" in r.headers.get("warning", "")
+
+
+def _uid(item: dict, tag: str) -> str:
+    return item[tag]["Value"][0]
+
+
+STUDY_UID, SERIES_UID, SOP_UID = "0020000D", "0020000E", "00080018"
+
+
+def _two_series_study(web: DICOMwebClient) -> tuple[str, dict[str, int]]:
+    """STOW-RS a new MR study of two series (2 and 1 instances): its UID, and the
+    instance count of each (de-identified) series."""
+    study, series = pydicom.uid.generate_uid(), [pydicom.uid.generate_uid() for _ in range(2)]
+    datasets = []
+    for n, series_uid in enumerate([series[0], series[0], series[1]], start=1):
+        ds = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = n
+        datasets.append(ds)
+    stored = web.store_instances(datasets).ReferencedSOPSequence
+    assert len(stored) == 3
+    # where did it go? the all-instances search finds an instance by its (new) UID
+    (found,) = web.search_for_instances(
+        search_filters={"SOPInstanceUID": stored[0].ReferencedSOPInstanceUID}
+    )
+    uid = _uid(found, STUDY_UID)
+    counts = {_uid(s, SERIES_UID): s["00201209"]["Value"][0] for s in web.search_for_series(uid)}
+    assert sorted(counts.values()) == [1, 2]
+    return uid, counts
+
+
+def test_qido_relational_searches(deployment, tokens, case_id, imported) -> None:
+    web = _dicomweb(deployment, tokens["clin-a"], case_id)
+    two_study, two_counts = _two_series_study(web)
+    # what the hierarchical searches find, study by study and series by series
+    tree = {
+        _uid(st, STUDY_UID): {
+            _uid(se, SERIES_UID): {
+                _uid(i, SOP_UID)
+                for i in web.search_for_instances(_uid(st, STUDY_UID), _uid(se, SERIES_UID))
+            }
+            for se in web.search_for_series(_uid(st, STUDY_UID))
+        }
+        for st in web.search_for_studies()
+    }
+    ct_study = next(
+        _uid(s, STUDY_UID)
+        for s in web.search_for_studies(search_filters={"ModalitiesInStudy": "CT"})
+    )
+    (ct_series,) = tree[ct_study]
+
+    # all series (/series): every series of every study, each with its study's attributes
+    all_series = web.search_for_series()
+    assert {_uid(s, SERIES_UID): _uid(s, STUDY_UID) for s in all_series} == {
+        se: st for st, series in tree.items() for se in series
+    }
+    for s in all_series:
+        assert {"00080060", "00201209", "00080020", "00201206", "00201208"} <= set(s)
+        assert s["00081190"]["Value"][0].endswith(
+            f"/studies/{_uid(s, STUDY_UID)}/series/{_uid(s, SERIES_UID)}"
+        )
+    # the study as a query key, a study attribute, a series attribute
+    only_ct = web.search_for_series(search_filters={"StudyInstanceUID": ct_study})
+    assert [_uid(s, SERIES_UID) for s in only_ct] == [ct_series]
+    two = web.search_for_series(search_filters={"StudyInstanceUID": list(tree)[:2]})
+    assert {_uid(s, STUDY_UID) for s in two} == set(list(tree)[:2])
+    assert [
+        _uid(s, SERIES_UID)
+        for s in web.search_for_series(search_filters={"ModalitiesInStudy": "CT"})
+    ] == [ct_series]
+    mr = web.search_for_series(search_filters={"Modality": "MR"})
+    assert mr and all(s["00080060"]["Value"] == ["MR"] for s in mr)
+    assert not web.search_for_series(search_filters={"StudyDate": "19000101-19001231"})
+    # the hierarchical series search does not add the study's defaults
+    (ct_only,) = web.search_for_series(ct_study)
+    assert "00201208" not in ct_only and "00201209" in ct_only
+
+    # all instances (/instances): every instance, with its series' and study's attributes
+    all_instances = web.search_for_instances()
+    assert {_uid(i, SOP_UID) for i in all_instances} == {
+        sop for series in tree.values() for sops in series.values() for sop in sops
+    }
+    for i in all_instances:
+        assert {"00080016", "00201208", "00201209", "00080020"} <= set(i)
+        assert i["00081190"]["Value"][0].endswith(
+            f"/studies/{_uid(i, STUDY_UID)}/series/{_uid(i, SERIES_UID)}"
+            f"/instances/{_uid(i, SOP_UID)}"
+        )
+    in_ct = web.search_for_instances(
+        search_filters={"StudyInstanceUID": ct_study, "SeriesInstanceUID": ct_series}
+    )
+    assert {_uid(i, SOP_UID) for i in in_ct} == tree[ct_study][ct_series]
+    third = web.search_for_instances(
+        search_filters={"ModalitiesInStudy": "CT", "InstanceNumber": "3"}
+    )
+    assert len(third) == 1 and third[0]["00200013"]["Value"] == [3]
+    # paging across the whole case, with the Warning while more remain
+    pages = [web.search_for_instances(limit=3, offset=n) for n in range(0, len(all_instances), 3)]
+    assert [_uid(i, SOP_UID) for page in pages for i in page] == [
+        _uid(i, SOP_UID) for i in all_instances
+    ]
+    assert web.search_for_instances(get_remaining=True) == all_instances
+
+    # the study's instances (/studies/{study}/instances): with their series' attributes
+    study_instances = web.search_for_instances(ct_study)
+    assert {_uid(i, SOP_UID) for i in study_instances} == tree[ct_study][ct_series]
+    assert all("00201209" in i and "00201208" not in i for i in study_instances)
+    assert web.search_for_instances(ct_study, search_filters={"Modality": "CT"})
+    assert not web.search_for_instances(ct_study, search_filters={"SeriesInstanceUID": "2.25.1"})
+    wide = web.search_for_instances(ct_study, fields=["all"], limit=1)
+    assert "00280030" in wide[0]  # PixelSpacing: the whole header
+    # across the study's series, each instance with its own series' count
+    across = web.search_for_instances(two_study)
+    assert len(across) == 3
+    assert {_uid(i, SERIES_UID): i["00201209"]["Value"][0] for i in across} == two_counts
+    # one series read, but the study's counts asked for are the whole study's
+    big = max(two_counts, key=two_counts.get)
+    for found in (
+        web.search_for_instances(two_study, big, fields=["NumberOfStudyRelatedInstances"]),
+        web.search_for_instances(
+            search_filters={"SeriesInstanceUID": big}, fields=["NumberOfStudyRelatedSeries"]
+        ),
+        web.search_for_instances(two_study, search_filters={"SeriesInstanceUID": big}),
+    ):
+        assert len(found) == 2 and all(_uid(i, SERIES_UID) == big for i in found)
+    assert web.search_for_instances(two_study, big, fields=["NumberOfStudyRelatedInstances"])[0][
+        "00201208"
+    ]["Value"] == [3]
+    assert web.search_for_instances(
+        search_filters={"SeriesInstanceUID": big}, fields=["NumberOfStudyRelatedSeries"]
+    )[0]["00201206"]["Value"] == [2]
+    assert "00201208" not in web.search_for_instances(two_study, big)[0]
+
+    # what the standard refuses or warns about, in the one error shape
+    auth = _auth(tokens["clin-a"])
+    base = f"{deployment.api}/cases/{case_id}/dicomweb"
+    with _client() as c:
+        for path, params, name in (
+            ("/series", {"SOPInstanceUID": "1.2"}, "SOPInstanceUID"),
+            (f"/studies/{ct_study}/series", {"InstanceNumber": "1"}, "InstanceNumber"),
+            ("/studies", {"SeriesDescription": "x"}, "SeriesDescription"),
+            ("/instances", {"StudyInstanceUID": "1.2.*"}, "StudyInstanceUID"),
+            ("/instances", {"InstanceNumber": "three"}, "InstanceNumber"),
+            ("/series", {"RequestAttributesSequence.RequestedProcedureID": "1"}, "Request"),
+            (f"/studies/{ct_study}/instances", {"fuzzymatching": "maybe"}, "fuzzymatching"),
+        ):
+            r = c.get(base + path, params=params, headers=auth)
+            assert r.status_code == 400, (path, params, r.text)
+            body = r.json()
+            assert body["status"] == 400 and body["reasons"][0].startswith(name), body
+            assert r.headers["warning"].startswith(f'299 cpms-store: "{name}')
+        # a parameter name the client made up is quoted in the body, never raw in a header
+        r = c.get(base + "/series", params={'Bad"\r\nName\u00e9': "1"}, headers=auth)
+        assert r.status_code == 400 and r.json()["reasons"][0].startswith('Bad"\r\nName\u00e9')
+        assert r.headers["warning"].startswith('299 cpms-store: "Bad???Name?:')
+        r = c.get(base + "/instances", params={"emptyvaluematching": "true"}, headers=auth)
+        assert r.status_code == 200 and len(r.json()) == len(all_instances)
+        assert "The emptyvaluematching parameter is not supported" in r.headers["warning"]
+        r = c.get(base + "/series", params={"limit": "1", "fuzzymatching": "false"}, headers=auth)
+        assert r.status_code == 200 and len(r.json()) == 1
+        assert "There are additional results that can be requested" in r.headers["warning"]
+        # every search of the case is in its audit trail
+        trail = c.get(
+            f"{deployment.api}/audit", params={"case_id": case_id}, headers=_auth(tokens["audit-u"])
+        )
+    assert trail.status_code == 200, trail.text
+    searches = [
+        e for e in trail.json() if e["action"] == "dicomweb.search" and e["actor"] == "clin-a"
+    ]
+    assert len(searches) >= 3 + len(pages)
 
 
 def test_wado_honours_accept(deployment, tokens, case_id, imported) -> None:
@@ -430,7 +603,10 @@ _PATHS = (
     ("GET", "/studies"),
     ("GET", "/studies/1.2"),
     ("GET", "/studies/1.2/metadata"),
+    ("GET", "/series"),
+    ("GET", "/instances"),
     ("GET", "/studies/1.2/series"),
+    ("GET", "/studies/1.2/instances"),
     ("GET", "/studies/1.2/series/1.3"),
     ("GET", "/studies/1.2/series/1.3/metadata"),
     ("GET", "/studies/1.2/series/1.3/instances"),
@@ -458,9 +634,10 @@ def test_dicomweb_refuses_outsiders_everywhere(deployment, tokens, case_id, impo
             )
             assert r.status_code == 403, (user, path, r.text)
             assert r.json()["status"] == 403
-        # and without a token: 401
-        r = c.get(f"{deployment.api}/cases/{case_id}/dicomweb/studies")
-        assert r.status_code == 401
+        # and without a token: 401, on every path too
+        for method, path in _PATHS:
+            r = c.request(method, f"{deployment.api}/cases/{case_id}/dicomweb{path}")
+            assert r.status_code == 401, (path, r.text)
 
 
 def test_client_imports_a_folder(deployment, tokens, case_id, imported, tmp_path) -> None:

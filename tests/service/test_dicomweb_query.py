@@ -1,11 +1,17 @@
-"""QIDO-RS matching (PS3.4 C.2.2.2) over DICOM JSON: UIDs, wildcards, ranges, includefield."""
+"""QIDO-RS matching (PS3.4 C.2.2.2) over DICOM JSON: UIDs, wildcards, ranges, includefield,
+the keys each level accepts, paging and the Warning texts of PS3.18 8.3.4."""
 
 from __future__ import annotations
 
 import pytest
 
 from cpms_hub.domain import ValidationError
-from cpms_hub.service.dicomweb_query import STUDY_DEFAULTS, parse_query
+from cpms_hub.service.dicomweb_query import (
+    MAX_RESULTS,
+    SERIES_DEFAULTS,
+    STUDY_DEFAULTS,
+    parse_query,
+)
 
 STUDY = {
     "0020000D": {"vr": "UI", "Value": ["2.25.1"]},
@@ -47,8 +53,13 @@ def _q(**params: str):
         ({"NumberOfStudyRelatedInstances": "12"}, True),
         ({"NumberOfStudyRelatedInstances": "12.0"}, True),
         ({"PatientSex": ""}, True),  # universal matching
-        ({"PatientName": "*"}, False),  # emptied: nothing to match
+        ({"PatientName": "S*"}, False),  # emptied: nothing to match
+        ({"PatientName": "*"}, True),  # PS3.4 C.2.2.2.4: "*" is universal matching
         ({"PatientName": ""}, True),
+        ({"StudyDate": "*"}, True),
+        ({"StudyInstanceUID": "*"}, True),
+        ({"SpecificCharacterSet": "ISO_IR 192"}, True),  # never matched, only returned
+        ({"StudyInstanceUID": " 2.25.9 , 2.25.1 "}, True),
         ({"StudyDate": "20200101-20201231", "PatientSex": "M"}, False),  # all keys must match
     ],
 )
@@ -74,11 +85,81 @@ def test_returned_attributes() -> None:
     assert "00100040" in everything  # Patient module
 
 
+def test_relational_answers_carry_the_defaults_of_the_levels_above() -> None:
+    series = {
+        **STUDY,
+        "0020000E": {"vr": "UI", "Value": ["2.25.2"]},
+        "00080060": {"vr": "CS", "Value": ["CT"]},
+    }
+    hierarchical = _q().project(series, "series")
+    assert set(hierarchical) <= SERIES_DEFAULTS and "00080020" not in hierarchical
+    relational = _q().project(series, "series", ("study",))
+    assert {"00080020", "0020000E", "00201208"} <= set(relational)
+    # a study attribute is a key of a series search: it matches, and is returned
+    q = parse_query([("StudyDate", "20200101-20201231")], "series")
+    assert q.matches(series) and "00080020" in q.project(series, "series")
+
+
 def test_paging() -> None:
+    more = "There are additional results that can be requested."
     q = _q(limit="2", offset="1")
-    assert q.page([1, 2, 3, 4]) == ([2, 3], True)
-    assert q.page([1, 2, 3]) == ([2, 3], False)
-    assert _q().page([1, 2]) == ([1, 2], False)
+    assert q.page([1, 2, 3, 4]) == ([2, 3], more)
+    assert q.page([1, 2, 3]) == ([2, 3], None)
+    assert _q().page([1, 2]) == ([1, 2], None)
+    assert _q(offset="5").page([1, 2]) == ([], None)
+    # a page never holds more than the server's maximum, whatever limit asks (8.3.4.4)
+    many = list(range(MAX_RESULTS + 2))
+    for q in (_q(), _q(limit=str(MAX_RESULTS * 10))):
+        page, warning = q.page(many)
+        assert len(page) == MAX_RESULTS and warning.startswith("The number of results exceeded")
+    assert _q(offset=str(MAX_RESULTS)).page(many) == ([MAX_RESULTS, MAX_RESULTS + 1], None)
+
+
+def test_matching_flags_and_their_warnings() -> None:
+    assert _q(fuzzymatching="false").fuzzy is False and _q().warnings == ()
+    q = _q(emptyvaluematching="true", multiplevaluematching="true", Modality="")
+    assert [w.split(" parameter")[0] for w in q.warnings] == [
+        "The emptyvaluematching",
+        "The multiplevaluematching",
+    ]
+    assert _q(emptyvaluematching="false").warnings == ()
+
+
+def test_uid_lists_may_come_as_repeated_keys() -> None:
+    q = parse_query([("StudyInstanceUID", "2.25.9"), ("StudyInstanceUID", "2.25.1")])
+    assert q.matches(STUDY)
+    assert (
+        q.only_uid("0020000D") is None
+        and _q(StudyInstanceUID="2.25.1").only_uid("0020000D") == "2.25.1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "params", "field"),
+    [
+        ("study", {"SOPInstanceUID": "1.2"}, "SOPInstanceUID"),
+        ("study", {"SeriesDescription": "x"}, "SeriesDescription"),
+        ("series", {"InstanceNumber": "1"}, "InstanceNumber"),
+        ("series", {"00080018": "1.2"}, "00080018"),
+    ],
+)
+def test_a_key_below_the_searched_level_is_refused(level: str, params: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_query(list(params.items()), level)
+    assert err.value.field == field and err.value.reason.endswith("instead")
+
+
+@pytest.mark.parametrize(
+    ("level", "params"),
+    [
+        ("study", {"Modality": "CT"}),  # any of the study's series
+        ("study", {"PatientAge": "040Y"}),
+        ("series", {"StudyDate": "20200615", "SeriesNumber": "1"}),
+        ("instance", {"StudyDescription": "CT*", "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2"}),
+    ],
+)
+def test_keys_of_the_level_and_above_are_accepted(level: str, params: dict) -> None:
+    assert len(parse_query(list(params.items()), level).keys) == len(params)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +170,11 @@ def test_paging() -> None:
         ({"StudyDate": "2020-01-01"}, "StudyDate"),
         ({"StudyDate": "2020"}, "StudyDate"),
         ({"limit": "-1"}, "limit"),
+        ({"emptyvaluematching": "yes"}, "emptyvaluematching"),
+        ({"StudyInstanceUID": "2.25.*"}, "StudyInstanceUID"),  # no wildcards in UIDs
+        ({"StudyInstanceUID": "abc"}, "StudyInstanceUID"),
+        ({"NumberOfStudyRelatedInstances": "1?"}, "NumberOfStudyRelatedInstances"),
+        ({"PatientAge": "04?Y"}, "PatientAge"),  # AS: no wildcards (PS3.4 C.2.2.2.4)
         ({"offset": "x"}, "offset"),
         ({"fuzzymatching": "maybe"}, "fuzzymatching"),
         ({"ReferencedSeriesSequence.SeriesInstanceUID": "1"}, "ReferencedSeriesSequence."),

@@ -2,40 +2,52 @@
 
 A search builds, for each study, series or instance, the DICOM JSON attributes it can
 offer (from the de-identified header of a representative instance, plus the counts and
-the retrieve URL), then :class:`Query` decides which of them match and which attributes
+the retrieve URL; a series carries its study's attributes and an instance those of its
+series and study), then :class:`Query` decides which of them match and which attributes
 the answer carries. This module knows nothing of the store or of HTTP.
 
-Matching keys are attribute keywords (``StudyDate``) or tags (``00080020``):
+Matching keys are attribute keywords (``StudyDate``) or tags (``00080020``) of the
+searched level or a level above it: a series search may name study attributes, an
+instance search any attribute (the relational searches of PS3.18 10.6.1). A key of a
+lower level (``SOPInstanceUID`` in a study search) can never match and is refused, as
+are unknown keywords and sequence matching (``a.b``): 400 naming the parameter.
 
-* ``UI``: UID list matching - one UID or several separated by ``,`` or ``\\``.
+* ``UI``: UID list matching - one UID or several separated by ``,`` or ``\\`` (the key
+  may also be repeated); UIDs are digits and dots, never wildcards.
 * ``DA``, ``TM``, ``DT``: a single value or a range: ``20200101-20201231``, ``20200101-``
   (from), ``-20201231`` (until); ``DA`` values are 8 digits (``YYYYMMDD``); ``DT`` ranges
   without a UTC offset.
 * text VRs (``AE CS LO LT PN SH ST UC UR UT``): single value matching, with wildcard
   matching when the value holds ``*`` (any run of characters) or ``?`` (one character);
   case-sensitive. A multi-valued attribute matches when one of its values does.
-* numbers (``IS DS US SS UL SL UV SV FL FD``): equal as numbers.
-* an empty value (``Modality=``) is universal matching: everything matches, and the
-  attribute is returned.
+* numbers (``IS DS US SS UL SL UV SV FL FD``): equal as numbers; a key that is not a
+  number is refused.
+* an empty value (``Modality=``), or only ``*`` (PS3.4 C.2.2.2.4: equivalent to it), is
+  universal matching: everything matches, and the attribute is returned.
+  ``SpecificCharacterSet`` is never matched (PS3.4 C.2.2.2), only returned.
 
-An entity whose attribute is absent or empty does not match a non-empty key. This
+An entity whose attribute is absent or empty does not match any other key. This
 matters here: de-identification empties or removes names, IDs and accession numbers, so a
 search by ``PatientName=SMITH*`` finds nothing, as it should.
 
-``fuzzymatching=true`` is accepted (PS3.18 8.3.4.5): it applies to person names (``PN``)
+``fuzzymatching=true`` is accepted (PS3.18 8.3.4.2): it applies to person names (``PN``)
 only, which then match case-insensitively, and a value without wildcards matches names
-that start with it. Since de-identification empties person names, it rarely finds more.
+that start with it; ``false`` (the default) is literal matching. Since de-identification
+empties person names, it rarely finds more. ``emptyvaluematching=true`` and
+``multiplevaluematching=true`` (PS3.18 8.3.4.5-6) are not supported: the search runs
+without them and the answer carries the ``Warning`` the standard words for that.
 
 ``includefield`` (repeated or comma-separated keywords or tags, or ``all``) adds
-attributes to the defaults of PS3.18 Tables 6.7.1-2 to 6.7.1-2b; ``all`` returns every
-attribute available at the level. ``limit`` and ``offset`` page the answer. Sequence
-matching (``a.b`` keys) is not supported and refused with 400, as is an unknown keyword.
+attributes to the defaults of PS3.18 Tables 10.6.3-3 to 10.6.3-5 (plus, for the
+relational searches, the defaults of the levels above); ``all`` returns every attribute
+available at the level. ``limit`` and ``offset`` page the answer; a page never holds more
+than :data:`MAX_RESULTS` results, and a ``Warning`` says when more remain (PS3.18 8.3.4.4).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -46,6 +58,7 @@ from cpms_hub.domain import ValidationError
 __all__ = [
     "INSTANCE_DEFAULTS",
     "LEVEL_ALL",
+    "MAX_RESULTS",
     "SERIES_DEFAULTS",
     "STUDY_DEFAULTS",
     "Query",
@@ -54,18 +67,37 @@ __all__ = [
 ]
 
 #: query parameters that are not matching keys
-_RESERVED = {"limit", "offset", "fuzzymatching", "includefield"}
-_TEXT_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "AS"}
+_FLAGS = ("fuzzymatching", "emptyvaluematching", "multiplevaluematching")
+_RESERVED = {"limit", "offset", "includefield", *_FLAGS}
+#: VRs where ``*`` and ``?`` are wildcards (PS3.4 C.2.2.2.4: not dates, numbers, UIDs, ages)
+_WILDCARD_VRS = {"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"}
 _NUMBER_VRS = {"IS", "DS", "US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"}
 _RANGE_VRS = {"DA", "TM", "DT"}
-_MAX_LIMIT = 10_000
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+#: the most results one answer holds, whatever ``limit`` asks (PS3.18 8.3.4.4)
+MAX_RESULTS = 10_000
+_CHARSET = "00080005"
+_MODALITY = "00080060"
+
+#: PS3.18 8.3.4.4-6: the Warning texts, word for word
+_MORE = "There are additional results that can be requested."
+_CAPPED = (
+    "The number of results exceeded the maximum supported by the server. "
+    "Additional results can be requested."
+)
+_UNSUPPORTED = {
+    "emptyvaluematching": "The emptyvaluematching parameter is not supported. "
+    "Empty Value Matching has not been performed.",
+    "multiplevaluematching": "The multiplevaluematching parameter is not supported. "
+    "Multiple Value Matching has not been performed.",
+}
 
 
 def _tags(*keywords: str) -> frozenset[str]:
     return frozenset(f"{tag_for_keyword(k):08X}" for k in keywords)
 
 
-#: PS3.18 Table 6.7.1-2: what a study search returns by default
+#: PS3.18 Table 10.6.3-3 (6.7.1-2 in editions before 2019): what a study search returns
 STUDY_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "StudyDate",
@@ -86,7 +118,7 @@ STUDY_DEFAULTS = _tags(
     "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
 )
-#: PS3.18 Table 6.7.1-2a: series
+#: PS3.18 Table 10.6.3-4 (6.7.1-2a): series
 SERIES_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "Modality",
@@ -100,7 +132,7 @@ SERIES_DEFAULTS = _tags(
     "PerformedProcedureStepStartDate",
     "PerformedProcedureStepStartTime",
 )
-#: PS3.18 Table 6.7.1-2b: instances
+#: PS3.18 Table 10.6.3-5 (6.7.1-2b): instances
 INSTANCE_DEFAULTS = _tags(
     "SpecificCharacterSet",
     "SOPClassUID",
@@ -187,6 +219,18 @@ LEVEL_ALL = {
 }
 
 
+def _key_level(tag: str, level: str, param: str) -> None:
+    """Refuse a key below the searched level: no entity of the level could ever match it."""
+    if level == "instance" or _study_all(tag) or tag == _MODALITY:
+        return  # Modality at the study level matches any of the study's series
+    if level == "series" and _series_all(tag):
+        return
+    below, where = ("a series", "series") if _series_all(tag) else ("an instance", "instances")
+    raise ValidationError(
+        param, f"is {below} attribute, not a key of a {level} search: search {where} instead"
+    )
+
+
 def tag_of(name: str, param: str) -> str:
     """The 8-hex-digit tag of a keyword or tag; ValidationError naming ``param`` otherwise."""
     if "." in name:
@@ -243,16 +287,24 @@ class _Key:
     fuzzy: bool
 
     def matches(self, attr: Mapping | None) -> bool:
-        if self.text == "":
-            return True  # universal matching
+        if self.universal or self.tag == _CHARSET:
+            return True  # universal matching; the character set is never matched
         values = _values(attr)
         if not values:
             return False
         return any(self._one(v) for v in values)
 
+    @property
+    def universal(self) -> bool:
+        """An empty key, or one of only ``*`` (PS3.4 C.2.2.2.3, C.2.2.2.4 note)."""
+        return self.text.strip("*") == ""
+
+    def uids(self) -> list[str]:
+        return [u.strip() for u in re.split(r"[,\\]", self.text) if u.strip()]
+
     def _one(self, value: object) -> bool:
         if self.vr == "UI":
-            return str(value) in set(re.split(r"[,\\]", self.text))
+            return str(value) in self.uids()
         if self.vr in _RANGE_VRS:
             return self._in_range(str(value))
         if self.vr in _NUMBER_VRS:
@@ -262,7 +314,7 @@ class _Key:
                 return False
         text, value = self.text, str(value)
         fold = self.fuzzy and self.vr == "PN"
-        if "*" in text or "?" in text:
+        if self.vr in _WILDCARD_VRS and ("*" in text or "?" in text):
             return bool(_wildcard(text, fold=fold).fullmatch(value))
         if fold:
             return value.lower().startswith(text.lower())
@@ -296,26 +348,62 @@ class Query:
     fuzzy: bool = False
     limit: int = 0
     offset: int = 0
+    #: PS3.18 Warning texts owed whatever the results (parameters not supported)
+    warnings: tuple[str, ...] = ()
 
     def matches(self, entity: Mapping[str, Mapping]) -> bool:
         return all(k.matches(entity.get(k.tag)) for k in self.keys)
 
-    def project(self, entity: Mapping[str, Mapping], level: str) -> dict:
-        """The attributes the answer carries: defaults, matching keys and ``includefield``."""
+    def only_uid(self, tag: str) -> str | None:
+        """The one UID a key on ``tag`` names, if it names exactly one: a search can
+        then read only that study (or series) from the store."""
+        for k in self.keys:
+            if k.tag == tag and not k.universal and len(k.uids()) == 1:
+                return k.uids()[0]
+        return None
+
+    def mentions(self, tags: Iterable[str]) -> bool:
+        """Whether the answer may need any of ``tags``: a key, an ``includefield``, ``all``."""
+        tags = set(tags)
+        return (
+            self.include_all or bool(tags & self.include) or any(k.tag in tags for k in self.keys)
+        )
+
+    def project(self, entity: Mapping[str, Mapping], level: str, above: Iterable[str] = ()) -> dict:
+        """The attributes the answer carries: defaults, matching keys and ``includefield``.
+
+        ``above`` names the levels whose defaults a relational search adds (PS3.18
+        10.6.3.3: all series carry their study's attributes, all instances their series'
+        and study's).
+        """
+        return self.projector(level, above)(entity)
+
+    def projector(
+        self, level: str, above: Iterable[str] = ()
+    ) -> Callable[[Mapping[str, Mapping]], dict]:
+        """:meth:`project` for many entities: what is wanted is worked out once."""
         defaults, in_all = LEVEL_ALL[level]
         wanted = set(defaults) | {k.tag for k in self.keys} | set(self.include)
-        return {
-            tag: attr
-            for tag, attr in sorted(entity.items())
-            if tag in wanted or (self.include_all and in_all(tag))
-        }
+        for upper in above:
+            wanted |= LEVEL_ALL[upper][0]
+        include_all = self.include_all
 
-    def page(self, items: list) -> tuple[list, bool]:
-        """This page of ``items``, and whether more remain past it."""
+        def project(entity: Mapping[str, Mapping]) -> dict:
+            if include_all:
+                tags = [t for t in entity if t in wanted or in_all(t)]
+            else:  # a few dozen wanted tags against a whole header: look the few up
+                tags = [t for t in wanted if t in entity]
+            return {t: entity[t] for t in sorted(tags)}
+
+        return project
+
+    def page(self, items: list) -> tuple[list, str | None]:
+        """This page of ``items``, and the Warning text when more remain past it."""
         rest = items[self.offset :]
-        if self.limit and len(rest) > self.limit:
-            return rest[: self.limit], True
-        return rest, False
+        size = min(self.limit or MAX_RESULTS, MAX_RESULTS)
+        if len(rest) <= size:
+            return rest, None
+        return rest[:size], _MORE if 0 < self.limit <= MAX_RESULTS else _CAPPED
 
 
 def _int(params: Mapping[str, list[str]], name: str) -> int:
@@ -327,18 +415,48 @@ def _int(params: Mapping[str, list[str]], name: str) -> int:
     return int(values[0])
 
 
-def parse_query(params: Iterable[tuple[str, str]]) -> Query:
-    """A :class:`Query` from the request's query parameters (repeats kept for includefield)."""
+def _flag(params: Mapping[str, list[str]], name: str) -> bool:
+    values = params.get(name, [])
+    if not values:
+        return False  # PS3.18 8.3.4.2: absent is false
+    if len(values) > 1 or values[0].lower() not in ("true", "false"):
+        raise ValidationError(name, "is true or false")
+    return values[0].lower() == "true"
+
+
+def _check_value(vr: str, text: str, param: str) -> None:
+    """Refuse a key value that cannot be matched at its VR (PS3.4 C.2.2.2)."""
+    if text.strip("*") == "":
+        return  # universal matching
+    if vr == "UI":
+        uids = [u.strip() for u in re.split(r"[,\\]", text) if u.strip()]
+        if not uids or not all(_UID.fullmatch(u) and len(u) <= 64 for u in uids):
+            raise ValidationError(param, "is a UID or a list of UIDs (digits and dots)")
+    elif vr in _RANGE_VRS:
+        for bound in text.split("-", 1):
+            if bound:
+                _date_key(bound, vr, param)
+    elif vr in _NUMBER_VRS:
+        try:
+            Decimal(text)
+        except InvalidOperation:
+            raise ValidationError(param, f"is a number ({vr})") from None
+    elif vr not in _WILDCARD_VRS and ("*" in text or "?" in text):
+        raise ValidationError(param, f"wildcards do not apply to {vr} values")
+
+
+def parse_query(params: Iterable[tuple[str, str]], level: str | None = None) -> Query:
+    """A :class:`Query` from the request's query parameters (repeats kept for includefield).
+
+    With ``level`` (``study``, ``series`` or ``instance``), a key of a lower level than the
+    search is refused.
+    """
     grouped: dict[str, list[str]] = {}
     for name, value in params:
         grouped.setdefault(name, []).append(value)
-    fuzzy_values = grouped.get("fuzzymatching", [])
-    if fuzzy_values and fuzzy_values[-1].lower() not in ("true", "false"):
-        raise ValidationError("fuzzymatching", "is true or false")
-    fuzzy = bool(fuzzy_values) and fuzzy_values[-1].lower() == "true"
+    fuzzy = _flag(grouped, "fuzzymatching")
+    warnings = tuple(text for name, text in _UNSUPPORTED.items() if _flag(grouped, name))
     limit, offset = _int(grouped, "limit"), _int(grouped, "offset")
-    if limit > _MAX_LIMIT:
-        raise ValidationError("limit", f"at most {_MAX_LIMIT}")
     include: set[str] = set()
     include_all = False
     for value in grouped.get("includefield", []):
@@ -351,16 +469,16 @@ def parse_query(params: Iterable[tuple[str, str]]) -> Query:
     for name, values in grouped.items():
         if name in _RESERVED:
             continue
-        if len(values) > 1:
-            raise ValidationError(name[:64], "is given more than once")
-        tag = tag_of(name, name[:64])
+        param = name[:64]
+        tag = tag_of(name, param)
         vr = _vr(tag)
-        text = values[0]
+        if len(values) > 1 and vr != "UI":  # UID lists may come as repeated keys
+            raise ValidationError(param, "is given more than once")
+        text = ",".join(values)
         if vr == "SQ":
-            raise ValidationError(name[:64], "sequence matching is not supported")
-        if vr in _RANGE_VRS and text:
-            for bound in text.split("-", 1):
-                if bound:
-                    _date_key(bound, vr, name[:64])
-        keys.append(_Key(tag, vr, text, name[:64], fuzzy))
-    return Query(tuple(keys), frozenset(include), include_all, fuzzy, limit, offset)
+            raise ValidationError(param, "sequence matching is not supported")
+        if level is not None:
+            _key_level(tag, level, param)
+        _check_value(vr, text, param)
+        keys.append(_Key(tag, vr, text, param, fuzzy))
+    return Query(tuple(keys), frozenset(include), include_all, fuzzy, limit, offset, warnings)

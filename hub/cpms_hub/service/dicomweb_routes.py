@@ -5,13 +5,17 @@ studies with the user's own token (``Authorization: token ...``); every request 
 decided like the JSON API (``FILE_READ`` to search and retrieve, ``FILE_WRITE`` to
 store) and audited, and a user who may not see the case gets 403 on every path.
 
-* QIDO-RS (``application/dicom+json``): ``GET .../studies``, ``.../studies/{study}/series``,
-  ``.../studies/{study}/series/{series}/instances``. Matching on any attribute of the level
-  (UID lists, wildcards, date and time ranges), ``fuzzymatching``, ``includefield`` (or
-  ``all``), ``limit`` and ``offset``: see :mod:`.dicomweb_query`. The attributes come from
-  the de-identified header of each study's first instance, each series' first instance or
-  each instance (read decrypting only the header's segments, then kept in a bounded LRU),
-  plus the counts and retrieve URLs.
+* QIDO-RS (``application/dicom+json``), the six resources of PS3.18 Table 10.6.1-1:
+  ``GET .../studies``, ``.../series`` and ``.../instances`` (every series or instance of
+  the case, across its studies), ``.../studies/{study}/series``,
+  ``.../studies/{study}/instances`` and ``.../studies/{study}/series/{series}/instances``.
+  Matching on any attribute of the level or a level above (UID lists, wildcards, date
+  and time ranges), ``fuzzymatching``, ``includefield`` (or ``all``), ``limit`` and
+  ``offset``: see :mod:`.dicomweb_query`. The attributes come from the de-identified
+  header of each study's first instance, each series' first instance or each instance
+  (read decrypting only the header's segments, then kept in a bounded LRU), plus the
+  counts and retrieve URLs; a series carries its study's, an instance its series' and
+  study's. A bad query is 400 in the JSON error shape, with a ``Warning`` saying why.
 * WADO-RS: ``GET`` a study, series or instance (``multipart/related;
   type="application/dicom"``, the stored de-identified files), their ``/metadata``
   (``application/dicom+json``, bulk data left out), and
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.from_thread
+import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom import dcmread
@@ -49,6 +54,7 @@ from .case_access import audit_context, case_policy
 from .dicom_routes import dicom_store
 from .dicomweb_accept import DICOM_JSON, negotiate
 from .dicomweb_query import LEVEL_ALL, parse_query
+from .errors import error_response
 from .models import ErrorOut
 
 __all__ = ["DICOMWEB_ROUTES_DOC", "dicomweb_router", "is_stow_path"]
@@ -59,7 +65,10 @@ DICOMWEB_ROUTES_DOC: tuple[tuple[str, str], ...] = (
     ("POST", _P + "/studies"),
     ("GET", _P + "/studies/{study}"),
     ("GET", _P + "/studies/{study}/metadata"),
+    ("GET", _P + "/series"),
+    ("GET", _P + "/instances"),
     ("GET", _P + "/studies/{study}/series"),
+    ("GET", _P + "/studies/{study}/instances"),
     ("GET", _P + "/studies/{study}/series/{series}"),
     ("GET", _P + "/studies/{study}/series/{series}/metadata"),
     ("GET", _P + "/studies/{study}/series/{series}/instances"),
@@ -74,6 +83,9 @@ _STOW_PATH = re.compile(r"/cases/[^/]+/dicomweb/studies/?$")
 _MAX_PARTS = 10_000
 
 
+#: study attributes counted over the whole study: ModalitiesInStudy, NumberOfStudyRelated
+#: Series and Instances (a search that may return or match them reads the whole study)
+_STUDY_COUNTS = frozenset({"00080061", "00201206", "00201208"})
 #: values larger than this are bulk data, left out of metadata and search results
 _BULK_BYTES = 64 * 1024
 #: de-identified headers (DICOM JSON) kept by blob id: a search reads each one once
@@ -126,6 +138,28 @@ ActorDep = Annotated[Actor, Depends(_actor)]
 def _attr(vr: str, *values: object) -> dict:
     present = [v for v in values if v not in (None, "")]
     return {"vr": vr, "Value": present} if present else {"vr": vr}
+
+
+def _plain(value: object) -> object:
+    """What orjson does not encode itself: a float subclass (pydicom's DS values)."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
+def _warning(text: str) -> str:
+    """One RFC 7234 warning value (code 299, as PS3.18 uses), printable ASCII only: the
+    text may quote a parameter name the client sent."""
+    safe = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+    return f'299 cpms-store: "{safe[:200]}"'
+
+
+def _bad_query(exc: ValidationError) -> JSONResponse:
+    """PS3.18 10.6.3.1: an invalid search is 400 (Bad Request), in the one error shape."""
+    response = error_response(400, "bad request", exc.reasons)
+    response.headers["Warning"] = _warning(exc.reasons[0] if exc.reasons else "bad request")
+    response.headers.update(_NO_STORE)
+    return response
 
 
 def _multipart(parts: Iterable[bytes], part_type: str) -> StreamingResponse:
@@ -203,12 +237,13 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             raise NotFoundError("no such study, series or instance in this case")
         return key, found
 
-    def dicom_json(request: Request, body: list[dict], more: bool = False) -> JSONResponse:
+    def dicom_json(request: Request, body: list[dict], warnings: Iterable[str] = ()) -> Response:
         negotiate(request.headers.get("accept"), "json")
         headers = dict(_NO_STORE)
-        if more:  # PS3.18 8.3.4.4: the client may ask for the next page
-            headers["Warning"] = '299 cpms-store: "There are additional results"'
-        return JSONResponse(body, media_type=DICOM_JSON, headers=headers)
+        if warnings:  # PS3.18 8.3.4: e.g. more results remain, a parameter is not supported
+            headers["Warning"] = ", ".join(_warning(text) for text in warnings)
+        # orjson: a search of a whole case is thousands of headers to encode
+        return Response(orjson.dumps(body, default=_plain), media_type=DICOM_JSON, headers=headers)
 
     def base_url(case_id: str) -> str:
         return f"{api_root}/cases/{case_id}/dicomweb"
@@ -230,85 +265,149 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
         headers.put(inst.blob_id, doc)
         return doc
 
-    def search(request: Request, level: str, entities: list[dict]) -> JSONResponse:
-        query = parse_query(request.query_params.multi_items())
-        found = [query.project(e, level) for e in entities if query.matches(e)]
-        page, more = query.page(found)
-        return dicom_json(request, page, more)
+    def study_entity(case_id: str, key: bytes, uid: str, insts: list[DicomInstance]) -> dict:
+        """A study's attributes: its first instance's study modules, counts and URL."""
+        _, in_all = LEVEL_ALL["study"]
+        entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
+        modalities = sorted({i.modality for i in insts})
+        entity.update(
+            {
+                "0020000D": _attr("UI", uid),
+                "00080056": _attr("CS", "ONLINE"),
+                "00080061": _attr("CS", *modalities),
+                # Modality at the study level matches any series' modality
+                "00080060": _attr("CS", *modalities),
+                "00201206": _attr("IS", len({i.series_uid for i in insts})),
+                "00201208": _attr("IS", len(insts)),
+                "00081190": _attr("UR", f"{base_url(case_id)}/studies/{uid}"),
+            }
+        )
+        return entity
+
+    def series_entity(
+        case_id: str, key: bytes, study: str, uid: str, insts: list[DicomInstance]
+    ) -> dict:
+        """A series' attributes: its first instance's series modules, count and URL."""
+        _, in_all = LEVEL_ALL["series"]
+        entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
+        entity.update(
+            {
+                "0020000D": _attr("UI", study),
+                "0020000E": _attr("UI", uid),
+                "00080060": _attr("CS", insts[0].modality),
+                "00201209": _attr("IS", len(insts)),
+                "00081190": _attr("UR", f"{base_url(case_id)}/studies/{study}/series/{uid}"),
+            }
+        )
+        return entity
+
+    def instance_entity(case_id: str, key: bytes, inst: DicomInstance, upper: dict) -> dict:
+        """An instance's attributes: its whole header (bulk data left out) and URL, over
+        ``upper`` (its series' and study's)."""
+        return {
+            **upper,
+            **header(key, inst),
+            "00080056": _attr("CS", "ONLINE"),
+            "00081190": _attr(
+                "UR",
+                f"{base_url(case_id)}/studies/{inst.study_uid}/series/{inst.series_uid}"
+                f"/instances/{inst.sop_uid}",
+            ),
+        }
+
+    def entities(
+        case_id: str, key: bytes, found: list[DicomInstance], level: str, series: str | None
+    ) -> Iterator[dict]:
+        """The studies, series (of ``series`` only, if given) or instances of ``found``,
+        each with the attributes of the levels above it; studies and series by UID."""
+        tree: dict[str, dict[str, list[DicomInstance]]] = {}
+        for inst in found:
+            tree.setdefault(inst.study_uid, {}).setdefault(inst.series_uid, []).append(inst)
+        for study_uid, in_study in sorted(tree.items()):
+            insts = [i for series_insts in in_study.values() for i in series_insts]
+            upper = study_entity(case_id, key, study_uid, insts)
+            if level == "study":
+                yield upper
+                continue
+            for uid, series_insts in sorted(in_study.items()):
+                if series is not None and uid != series:
+                    continue
+                middle = {**upper, **series_entity(case_id, key, study_uid, uid, series_insts)}
+                if level == "series":
+                    yield middle
+                    continue
+                for inst in series_insts:
+                    yield instance_entity(case_id, key, inst, middle)
+
+    def qido(
+        request: Request,
+        actor: Actor,
+        case_id: str,
+        level: str,
+        *,
+        above: tuple[str, ...] = (),
+        study: str | None = None,
+        series: str | None = None,
+    ) -> Response:
+        """One QIDO-RS search (PS3.18 10.6) of the case's studies, series or instances
+        (``level``), within ``study`` and ``series`` when the path names them.
+
+        Each series carries its study's attributes and each instance its series' and
+        study's, so the keys of the levels above match at every level; ``above`` names
+        the levels whose default attributes a relational search returns too.
+        """
+        try:
+            query = parse_query(request.query_params.multi_items(), level)
+        except ValidationError as exc:
+            return _bad_query(exc)  # before any read: a bad query costs nothing
+        negotiate(request.headers.get("accept"), "json")
+        # a key naming one study narrows what is read; the study's counts stay whole
+        study = study or query.only_uid("0020000D")
+        # an instance search names one series (path or key): read only that series, unless
+        # the answer may need the counts of the whole study (a series' counts stay whole)
+        series = series or (query.only_uid("0020000E") if level == "instance" else None)
+        narrow = (
+            series
+            if level == "instance" and "study" not in above and not query.mentions(_STUDY_COUNTS)
+            else None
+        )
+        key, found = find(request, actor, case_id, "dicomweb.search", study=study, series=narrow)
+        project = query.projector(level, above)
+        matched = [
+            project(e) for e in entities(case_id, key, found, level, series) if query.matches(e)
+        ]
+        page, more = query.page(matched)
+        return dicom_json(request, page, [*query.warnings, *([more] if more else [])])
 
     # -- QIDO-RS -----------------------------------------------------------
 
     @router.get("/studies")
-    def search_studies(case_id: str, request: Request, actor: ActorDep) -> JSONResponse:
-        parse_query(request.query_params.multi_items())  # a bad query fails before any read
-        key, found = find(request, actor, case_id, "dicomweb.search")
-        studies: dict[str, list[DicomInstance]] = {}
-        for inst in found:
-            studies.setdefault(inst.study_uid, []).append(inst)
-        entities = []
-        for uid, insts in sorted(studies.items()):
-            _, in_all = LEVEL_ALL["study"]
-            entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
-            modalities = sorted({i.modality for i in insts})
-            entity.update(
-                {
-                    "0020000D": _attr("UI", uid),
-                    "00080056": _attr("CS", "ONLINE"),
-                    "00080061": _attr("CS", *modalities),
-                    # Modality at the study level matches any series' modality
-                    "00080060": _attr("CS", *modalities),
-                    "00201206": _attr("IS", len({i.series_uid for i in insts})),
-                    "00201208": _attr("IS", len(insts)),
-                    "00081190": _attr("UR", f"{base_url(case_id)}/studies/{uid}"),
-                }
-            )
-            entities.append(entity)
-        return search(request, "study", entities)
+    def search_studies(case_id: str, request: Request, actor: ActorDep) -> Response:
+        return qido(request, actor, case_id, "study")
+
+    @router.get("/series")
+    def search_all_series(case_id: str, request: Request, actor: ActorDep) -> Response:
+        return qido(request, actor, case_id, "series", above=("study",))
+
+    @router.get("/instances")
+    def search_all_instances(case_id: str, request: Request, actor: ActorDep) -> Response:
+        return qido(request, actor, case_id, "instance", above=("study", "series"))
 
     @router.get("/studies/{study}/series")
-    def search_series(case_id: str, study: str, request: Request, actor: ActorDep) -> JSONResponse:
-        parse_query(request.query_params.multi_items())
-        key, found = find(request, actor, case_id, "dicomweb.search", study=study)
-        series: dict[str, list[DicomInstance]] = {}
-        for inst in found:
-            series.setdefault(inst.series_uid, []).append(inst)
-        entities = []
-        for uid, insts in sorted(series.items()):
-            _, in_all = LEVEL_ALL["series"]
-            entity = {t: a for t, a in header(key, insts[0]).items() if in_all(t)}
-            entity.update(
-                {
-                    "0020000D": _attr("UI", study),
-                    "0020000E": _attr("UI", uid),
-                    "00080060": _attr("CS", insts[0].modality),
-                    "00201209": _attr("IS", len(insts)),
-                    "00081190": _attr("UR", f"{base_url(case_id)}/studies/{study}/series/{uid}"),
-                }
-            )
-            entities.append(entity)
-        return search(request, "series", entities)
+    def search_series(case_id: str, study: str, request: Request, actor: ActorDep) -> Response:
+        return qido(request, actor, case_id, "series", study=study)
+
+    @router.get("/studies/{study}/instances")
+    def search_study_instances(
+        case_id: str, study: str, request: Request, actor: ActorDep
+    ) -> Response:
+        return qido(request, actor, case_id, "instance", above=("series",), study=study)
 
     @router.get("/studies/{study}/series/{series}/instances")
     def search_instances(
         case_id: str, study: str, series: str, request: Request, actor: ActorDep
-    ) -> JSONResponse:
-        parse_query(request.query_params.multi_items())
-        key, found = find(request, actor, case_id, "dicomweb.search", study=study, series=series)
-        entities = []
-        for inst in found:
-            entity = dict(header(key, inst))
-            entity.update(
-                {
-                    "00080056": _attr("CS", "ONLINE"),
-                    "00081190": _attr(
-                        "UR",
-                        f"{base_url(case_id)}/studies/{study}/series/{series}/instances/"
-                        f"{inst.sop_uid}",
-                    ),
-                }
-            )
-            entities.append(entity)
-        return search(request, "instance", entities)
+    ) -> Response:
+        return qido(request, actor, case_id, "instance", study=study, series=series)
 
     # -- WADO-RS -----------------------------------------------------------
 
