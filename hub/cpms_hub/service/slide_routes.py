@@ -59,7 +59,7 @@ from .errors import error_response
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
-__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router"]
+__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router", "slide_routers"]
 
 log = logging.getLogger("cpms.store")
 
@@ -215,7 +215,25 @@ def slide_router(
     open_slides: int = 8,
 ) -> APIRouter:
     """The slide routes over ``state``; grants are keyed from its keyring."""
+    return slide_routers(api_root, state, grant_ttl=grant_ttl, open_slides=open_slides)[0]
+
+
+def slide_routers(
+    api_root: str,
+    state: State,
+    *,
+    grant_ttl: int = 300,
+    open_slides: int = 8,
+) -> tuple[APIRouter, APIRouter]:
+    """``(routes, hot)``: the slide routes over ``state``, and the descriptor and tile
+    routes again (the same endpoints) in a router hidden from the OpenAPI document.
+
+    An app includes ``hot`` before its other routers: a request is matched against the
+    routes in order, one regular expression each, and a viewer fetches hundreds of
+    tiles a minute. ``routes`` documents them where they belong (and serves them too,
+    for an app that includes only ``routes``)."""
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
+    hot = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
     slides = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
     grants = ImageGrants(state, kind="slide", label="slide", ttl=grant_ttl)
     cache = _OpenSlides(open_slides)
@@ -299,6 +317,7 @@ def slide_router(
             entry = await run_in_threadpool(source_for, request, claims, case_id, slide_id)
         return entry
 
+    @hot.get("/cases/{case_id}/slides/{slide_id}/dzi", include_in_schema=False)
     @router.get("/cases/{case_id}/slides/{slide_id}/dzi")
     async def dzi(case_id: str, slide_id: str, request: Request) -> Response:
         """The Deep Zoom descriptor; needs a grant in X-CPMS-Grant."""
@@ -309,6 +328,10 @@ def slide_router(
             cache.release(entry)
         return Response(xml, media_type="application/xml", headers=_TILE_HEADERS)
 
+    @hot.get(
+        "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg",
+        include_in_schema=False,
+    )
     @router.get("/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg")
     async def tile(case_id: str, slide_id: str, level: int, col: int, row: int, request: Request):  # noqa: ANN201
         """One Deep Zoom tile; needs a grant in X-CPMS-Grant. No database access once the
@@ -375,4 +398,4 @@ def slide_router(
             ctx=audit_context(request, actor.name),
         )
 
-    return router
+    return router, hot
