@@ -288,3 +288,30 @@ def test_forged_grants_are_not_remembered_and_memory_is_bounded() -> None:
         issuer.verify(g, CASE, IMAGE)
     assert len(issuer._verified) == 3  # noqa: SLF001 - the oldest let go first
     issuer.verify(grants[0], CASE, IMAGE)  # forgotten, so checked in full again: still valid
+
+
+def test_image_grants_audited_once_across_worker_processes(state) -> None:
+    """Each worker process has its own ImageGrants (same keyring, so the same secret)."""
+    from cpms_hub.service.grants import ImageGrants
+
+    worker_a = ImageGrants(state, kind="slide", label="slide")
+    worker_b = ImageGrants(state, kind="slide", label="slide")
+    token = worker_a.issue("clin-a", CASE, IMAGE)["grant"]
+    for worker in (worker_a, worker_b, worker_a, worker_b):
+        assert worker.verify(token, CASE, IMAGE, "").user == "clin-a"  # one secret for both
+    assert worker_b.already_seen(token, CASE, IMAGE) is not None
+    assert len(_views(state, "slide.view")) == 1
+    other = worker_b.issue("clin-a", CASE, IMAGE)["grant"]
+    worker_b.verify(other, CASE, IMAGE, "")
+    worker_a.verify(other, CASE, IMAGE, "")
+    assert len(_views(state, "slide.view")) == 2  # a second grant is a second view
+
+
+def test_image_grants_let_go_of_a_nonce_without_auditing_it_again(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    grants = ImageGrants(state, kind="slide", label="slide", max_seen=1)
+    first, second = (grants.issue("clin-a", CASE, IMAGE)["grant"] for _ in range(2))
+    for token in (first, second, first):  # the second pushes the first out of the set
+        grants.verify(token, CASE, IMAGE, "")
+    assert len(_views(state, "slide.view")) == 2

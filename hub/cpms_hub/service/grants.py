@@ -19,10 +19,13 @@ key (HKDF output with its own label), so grants reveal nothing about blind index
 
 :class:`ImageGrants` is what a router of images (slides, DICOM series) uses: it issues
 grants of one kind and verifies them, auditing each grant's first use once (``slide.view``,
-``dicom.view``) rather than once per tile or frame. The set of nonces already audited is
-bounded, so after very many grants an old one may be audited a second time - never less
-than once. If the audit write fails the request fails and the nonce is forgotten, so a
-later request with the same grant writes the entry.
+``dicom.view``) rather than once per tile or frame. Each process remembers the nonces it
+has seen (a bounded set, so no database access per tile); on a nonce it has not seen it
+looks for the grant's entry in the audit log, written by another worker process
+(``CPMS_STORE_WORKERS``) or before the set let the nonce go, under the lock appends take,
+and writes the entry only if there is none: once per grant across all workers. If the
+audit write fails the request fails and the nonce is forgotten, so a later request with
+the same grant writes the entry.
 
 A viewer sends the same grant with every tile, so :class:`GrantIssuer` remembers the
 grants it has verified, keyed by the grant's SHA-256 (never by its text, which is a
@@ -48,9 +51,11 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import bindparam, select
 
 from cpms_hub.domain.errors import AuthenticationError
 from cpms_hub.store.database import session_scope
+from cpms_hub.store.schema import AuditHeadRow, AuditRow
 
 __all__ = [
     "GRANT_HEADER",
@@ -72,6 +77,18 @@ _MAX_GRANT_CHARS = 1024
 MAX_SEEN_NONCES = 100_000
 #: verified grants remembered per issuer; ~300 bytes each, so about 3 MB at most
 MAX_VERIFIED_GRANTS = 10_000
+
+_LOCK_HEAD = select(AuditHeadRow.id).where(AuditHeadRow.id == 1).with_for_update()
+#: the entry of a grant's first use, written by any process (audit_log is indexed by case)
+_ALREADY_AUDITED = (
+    select(AuditRow.seq)
+    .where(
+        AuditRow.case_id == bindparam("case_id"),
+        AuditRow.action == bindparam("action"),
+        AuditRow.detail == bindparam("detail"),
+    )
+    .limit(1)
+)
 
 
 def grant_secret(keyring) -> bytes:  # noqa: ANN001 - cpms_hub.crypto.Keyring
@@ -250,17 +267,27 @@ class ImageGrants:
                 while len(self._seen) > self._max_seen:
                     self._seen.popitem(last=False)
         if fresh:
+            detail = f"{self._label}={image_id} grant={claims.nonce}"
             try:
                 with session_scope(self._state.sessions) as s:
-                    self._state.audit.append(
-                        s,
-                        actor=claims.user,
-                        action=self._action,
-                        outcome="allowed",
-                        client=client,
-                        case_id=case_id,
-                        detail=f"{self._label}={image_id} grant={claims.nonce}",
-                    )
+                    # another worker process may have seen this grant first: the chain's
+                    # head is locked as for an append (SQLite: the writers' flock), so
+                    # the look-up and the append are one step for every process
+                    s.execute(_LOCK_HEAD)
+                    seen = s.execute(
+                        _ALREADY_AUDITED,
+                        {"case_id": case_id, "action": self._action, "detail": detail},
+                    ).first()
+                    if seen is None:
+                        self._state.audit.append(
+                            s,
+                            actor=claims.user,
+                            action=self._action,
+                            outcome="allowed",
+                            client=client,
+                            case_id=case_id,
+                            detail=detail,
+                        )
             except BaseException:
                 # requests racing this one are served meanwhile; a later one writes the entry
                 with self._lock:
