@@ -312,9 +312,17 @@ def slide_routers(
         claims = grants.already_seen(header, case_id, slide_id)  # 401 for a bad grant
         if claims is None:
             claims = await run_in_threadpool(granted, request, case_id, slide_id)
-        entry = cache.peek(f"{case_id}/{slide_id}")
-        if entry is None:
-            entry = await run_in_threadpool(source_for, request, claims, case_id, slide_id)
+        key = f"{case_id}/{slide_id}"
+
+        def open_slide() -> None:
+            cache.release(source_for(request, claims, case_id, slide_id))
+
+        entry = cache.peek(key)
+        while entry is None:
+            # opened (and let go) in the thread, taken here: a request cancelled while
+            # its slide opens must not leave the slide marked as in use for ever
+            await run_in_threadpool(open_slide)
+            entry = cache.peek(key)
         return entry
 
     @hot.get("/cases/{case_id}/slides/{slide_id}/dzi", include_in_schema=False)
