@@ -18,6 +18,12 @@ With ``c`` closed-loop clients and a throughput of ``X`` requests/s, the mean la
 ``c / X`` (Little's law): once the two cores are saturated, adding clients adds queueing
 latency and nothing else. The per-request CPU figures show what saturates them.
 
+With ``--workers 1,2`` (the default) it does all that twice, the second time with the
+store in two worker processes (``CPMS_STORE_WORKERS=2``: both cores for the store's
+Python code), and ends with the tile p99 through the proxy per client count for each; the
+RESULT line is of the first (one worker, the default deployment). CPU time of the store
+is that of all its processes.
+
 The last line printed is::
 
     RESULT tile_p99_ms_c1_proxy=<ms> tile_p99_ms_c8_proxy=<ms> tile_p99_ms_c8_direct=<ms> \
@@ -58,27 +64,31 @@ class _Allow:
     reasons = ()
 
 
-def _processes(dep: Deployment) -> dict[str, psutil.Process]:
-    """The proxy and the store service among the hub's children."""
-    found: dict[str, psutil.Process] = {}
+def _processes(dep: Deployment) -> dict[str, list[psutil.Process]]:
+    """The proxy and the store service (with its worker processes, if any) among the
+    hub's children."""
+    found: dict[str, list[psutil.Process]] = {}
     for child in psutil.Process(dep.proc.pid).children(recursive=True):
         try:
             cmd = " ".join(child.cmdline())
         except psutil.Error:
             continue
         if "configurable-http-proxy" in cmd:
-            found["proxy"] = child
+            found["proxy"] = [child]
         elif "cpms_hub.service" in cmd:
-            found["store"] = child
+            found["store"] = [child, *child.children(recursive=True)]
     missing = {"proxy", "store"} - set(found)
     if missing:
         raise RuntimeError(f"could not find {missing} among the hub's processes")
     return found
 
 
-def _cpu(proc: psutil.Process) -> float:
-    t = proc.cpu_times()
-    return t.user + t.system
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        t = proc.cpu_times()
+        total += t.user + t.system
+    return total
 
 
 def _run(urls, headers, clients, procs) -> dict:  # noqa: ANN001
@@ -97,93 +107,115 @@ def _run(urls, headers, clients, procs) -> dict:  # noqa: ANN001
     }
 
 
+def measure(plain: Path, root: Path, args: argparse.Namespace, workers: int) -> dict:
+    """The table for one deployment whose store runs ``workers`` processes."""
+    rng = random.Random(7)
+    env = {"CPMS_STORE_WORKERS": str(workers)}
+    with Deployment(root, extra_env=env) as dep:
+        dep.init()
+        dep.add_account("bench-c", ("clinician",))
+        dep.start()
+        auth = {"Authorization": f"token {dep.token('bench-c')}"}
+        case = httpx.post(
+            f"{dep.api}/cases",
+            json={"title": "benchmark", "clinical_summary": "slide"},
+            headers=auth,
+            trust_env=False,
+        ).json()["id"]
+        state = dep.open_state()
+        try:
+            ctx = AuditContext(actor="bench-c")
+            with open(plain, "rb") as fh:
+                upload = state.cases.add_file(
+                    case,
+                    iter(lambda: fh.read(1 << 20), b""),
+                    name="bench.svs",
+                    media_type="image/tiff",
+                    max_size=1 << 40,
+                    authorize=lambda _ref: _Allow(),
+                    ctx=ctx,
+                )
+            store = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
+            slide = store.import_slide(case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx)
+        finally:
+            state.close()
+        grant = httpx.post(
+            f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
+        ).json()
+        headers = {"X-CPMS-Grant": grant["grant"]}
+        props = httpx.get(
+            f"{dep.api}/cases/{case}/slides/{slide.id}/properties",
+            headers=auth,
+            trust_env=False,
+        ).json()
+        top, size = props["deepzoom_levels"] - 1, props["tile_size"]
+        cols, rows = -(-props["width"] // size), -(-props["height"] // size)
+        direct_root = f"http://127.0.0.1:{dep.env['CPMS_STORE_PORT']}"
+        roots = {"proxy": dep.url, "direct": direct_root}
+        procs = _processes(dep)
+
+        def tiles(root: str, n: int) -> list[str]:
+            picks = rng.sample(range(cols * rows), min(n, cols * rows))
+            base = root + grant["tiles_url"]
+            return [f"{base}{top}/{i % cols}_{i // cols}.jpeg" for i in picks]
+
+        # warm-up: connections, the open-slide cache, the grant's first-use audit (in
+        # every worker process: 64 connections are spread over them)
+        for root in roots.values():
+            _http_run(tiles(root, 64 * workers), headers, 8 * workers)
+            _http_run([root + "/services/cpms-store/api/v1/health"] * 64, {}, 8)
+        results: dict[tuple[str, str, int], dict] = {}
+        print(
+            f"store worker processes: {workers}\n"
+            f"{'route':<7}{'path':<8}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
+            f"{'cores':>7}  CPU ms per request: client / proxy / store"
+        )
+        for where, root in roots.items():
+            for clients in CLIENTS:
+                for route in ("health", "tile"):
+                    if route == "health":
+                        urls = [root + "/services/cpms-store/api/v1/health"] * args.n
+                        r = _run(urls, {}, clients, procs)
+                    else:
+                        r = _run(tiles(root, args.n), headers, clients, procs)
+                    results[(route, where, clients)] = r
+                    c = r["cpu"]
+                    print(
+                        f"{route:<7}{where:<8}{clients:>8}{r['p50']:>9.2f}{r['p99']:>9.2f}"
+                        f"{r['rps']:>8.0f}{r['busy']:>7.2f}  {c['client']:.3f} / "
+                        f"{c['proxy']:.3f} / {c['store']:.3f}",
+                        flush=True,
+                    )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=20_000)
     parser.add_argument("--height", type=int, default=15_000)
     parser.add_argument("--n", type=int, default=1500, help="requests per run")
+    parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="store worker process counts to measure (CPMS_STORE_WORKERS), e.g. 1 or 1,2; "
+        "the RESULT line is of the first",
+    )
     args = parser.parse_args()
-    rng = random.Random(7)
+    counts = [int(w) for w in args.workers.split(",")]
     print(f"{psutil.cpu_count()} CPUs; load average now {psutil.getloadavg()[0]:.1f}")
+    tables = {}
     with tempfile.TemporaryDirectory(prefix="cpms-latency-") as tmp:
         plain = Path(tmp) / "slide.svs"
         make_slide(plain, args.width, args.height)
-        with Deployment(Path(tmp) / "deployment") as dep:
-            dep.init()
-            dep.add_account("bench-c", ("clinician",))
-            dep.start()
-            auth = {"Authorization": f"token {dep.token('bench-c')}"}
-            case = httpx.post(
-                f"{dep.api}/cases",
-                json={"title": "benchmark", "clinical_summary": "slide"},
-                headers=auth,
-                trust_env=False,
-            ).json()["id"]
-            state = dep.open_state()
-            try:
-                ctx = AuditContext(actor="bench-c")
-                with open(plain, "rb") as fh:
-                    upload = state.cases.add_file(
-                        case,
-                        iter(lambda: fh.read(1 << 20), b""),
-                        name="bench.svs",
-                        media_type="image/tiff",
-                        max_size=1 << 40,
-                        authorize=lambda _ref: _Allow(),
-                        ctx=ctx,
-                    )
-                store = SlideStore(
-                    state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource
-                )
-                slide = store.import_slide(
-                    case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx
-                )
-            finally:
-                state.close()
-            grant = httpx.post(
-                f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
-            ).json()
-            headers = {"X-CPMS-Grant": grant["grant"]}
-            props = httpx.get(
-                f"{dep.api}/cases/{case}/slides/{slide.id}/properties",
-                headers=auth,
-                trust_env=False,
-            ).json()
-            top, size = props["deepzoom_levels"] - 1, props["tile_size"]
-            cols, rows = -(-props["width"] // size), -(-props["height"] // size)
-            direct_root = f"http://127.0.0.1:{dep.env['CPMS_STORE_PORT']}"
-            roots = {"proxy": dep.url, "direct": direct_root}
-            procs = _processes(dep)
-
-            def tiles(root: str, n: int) -> list[str]:
-                picks = rng.sample(range(cols * rows), min(n, cols * rows))
-                base = root + grant["tiles_url"]
-                return [f"{base}{top}/{i % cols}_{i // cols}.jpeg" for i in picks]
-
-            # warm-up: connections, the open-slide cache, the grant's first-use audit
-            for root in roots.values():
-                _http_run(tiles(root, 64), headers, 8)
-                _http_run([root + "/services/cpms-store/api/v1/health"] * 64, {}, 8)
-            results: dict[tuple[str, str, int], dict] = {}
-            print(
-                f"{'route':<7}{'path':<8}{'clients':>8}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>8}"
-                f"{'cores':>7}  CPU ms per request: client / proxy / store"
-            )
-            for where, root in roots.items():
-                for clients in CLIENTS:
-                    for route in ("health", "tile"):
-                        if route == "health":
-                            urls = [root + "/services/cpms-store/api/v1/health"] * args.n
-                            r = _run(urls, {}, clients, procs)
-                        else:
-                            r = _run(tiles(root, args.n), headers, clients, procs)
-                        results[(route, where, clients)] = r
-                        c = r["cpu"]
-                        print(
-                            f"{route:<7}{where:<8}{clients:>8}{r['p50']:>9.2f}{r['p99']:>9.2f}"
-                            f"{r['rps']:>8.0f}{r['busy']:>7.2f}  {c['client']:.3f} / "
-                            f"{c['proxy']:.3f} / {c['store']:.3f}"
-                        )
+        for workers in counts:
+            tables[workers] = measure(plain, Path(tmp) / f"deployment-{workers}", args, workers)
+    if len(counts) > 1:
+        print("tile p99 ms through the proxy by clients (rows: store worker processes)")
+        print(f"{'workers':<8}" + "".join(f"{c:>8}" for c in CLIENTS) + f"{'req/s@8':>9}")
+        for workers, t in tables.items():
+            row = "".join(f"{t[('tile', 'proxy', c)]['p99']:>8.2f}" for c in CLIENTS)
+            print(f"{workers:<8}{row}{t[('tile', 'proxy', 8)]['rps']:>9.0f}")
+    results = tables[counts[0]]
     t8 = results[("tile", "proxy", 8)]
     h8 = results[("health", "proxy", 8)]
     print(

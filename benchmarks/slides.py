@@ -42,6 +42,10 @@ better, 1 core each). ``stored_vs_ceiling`` is HTTP stored-tile throughput over 
 ``/health`` throughput at the same concurrency (1.0 = tiles cost nothing beyond the HTTP
 path); ``stored_p99_ms`` is the HTTP p99 latency of a stored tile under that load. With
 ``--no-http`` both are the in-process values of before (``nan`` and in-process p99).
+Printed before it (not in the RESULT line): p50/p99 and throughput of ``/health`` and of
+stored tiles with 1, 2, 4 and 8 clients. With ``c`` closed-loop clients the mean latency
+is ``c`` over the throughput (Little's law), so at 8 clients on two cores shared by the
+proxy, the store and this generator the latency is mostly queueing.
 """
 
 from __future__ import annotations
@@ -244,10 +248,17 @@ def http_bench(plain: Path, root: Path, args: argparse.Namespace, rng: random.Ra
         health, health_wall = _http_run([f"{dep.api}/health"] * n, {}, clients)
         stored, stored_wall = _http_run(urls(top, n), headers, clients)
         inter, inter_wall = _http_run(urls(top - 1, n // 4), headers, clients)
+        # printed only: how the stored tiles' latency grows with the clients
+        by_clients = {}
+        for c in (1, 2, 4, 8):
+            h, h_wall = _http_run([f"{dep.api}/health"] * (n // 2), {}, c)
+            t, t_wall = _http_run(urls(top, n // 2), headers, c)
+            by_clients[c] = (h, len(h) / h_wall, t, len(t) / t_wall)
     return {
         "health": (health, len(health) / health_wall),
         "stored": (stored, len(stored) / stored_wall),
         "intermediate": (inter, len(inter) / inter_wall),
+        "by_clients": by_clients,
     }
 
 
@@ -323,10 +334,17 @@ def main() -> None:
         print("stored_vs_ceiling is not measured in process (needs the HTTP service): nan")
     else:
         print(f"OVER HTTP through the proxy, {args.clients} concurrent clients, grant header:")
-        for name, (times, rate) in http.items():
+        for name in ("health", "stored", "intermediate"):
+            times, rate = http[name]
             print(
                 f"{name:<30} p50 {_ms(times, 50):8.3f} ms  p99 {_ms(times, 99):8.3f} ms  "
                 f"{rate:10.0f} req/s ({len(times)} requests)"
+            )
+        print("by concurrent clients, through the proxy (p50 / p99 ms, req/s):")
+        for c, (h, h_rate, t, t_rate) in http["by_clients"].items():
+            print(
+                f"  {c} clients: health {_ms(h, 50):6.2f} / {_ms(h, 99):6.2f} {h_rate:6.0f}"
+                f"   stored {_ms(t, 50):6.2f} / {_ms(t, 99):6.2f} {t_rate:6.0f}"
             )
         ceiling = http["stored"][1] / http["health"][1]
         print(f"in-process stored p99 {p99:.3f} ms; RESULT stored_p99_ms below is over HTTP")

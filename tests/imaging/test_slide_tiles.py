@@ -328,3 +328,32 @@ def test_jpeg2000_tiles_are_decoded_and_sent_as_jpeg(tmp_path: Path) -> None:
                 truth = image[row * 256 : (row + 1) * 256, col * 256 : (col + 1) * 256]
                 assert ours.shape == truth.shape
                 assert np.abs(ours - truth.astype(int)).mean() < 3
+
+
+def test_ready_tile_is_the_tile_without_pixel_work(blob: bytes, slide_path: Path) -> None:
+    """What a server may serve inline: passthrough tiles, and made tiles once cached."""
+    with _open(blob) as source:
+        top = len(source.levels) - 1
+        assert source.ready_tile(top, 5, 1) == source.tile(top, 5, 1)  # stored, passthrough
+        info = source.levels[top]
+        edge = (info.columns - 1, info.rows - 1)  # a padded stored tile: cropped, so decoded
+        assert source.ready_tile(top, *edge) is None
+        made = source.tile(top, *edge)
+        assert source.ready_tile(top, *edge) == made  # now from the cache
+        assert source.ready_tile(top - 1, 2, 2) is None  # intermediate level: resized
+        assert source.ready_tile(top - 1, 2, 2) is None  # asking does not make it
+        assert source.tile(top - 1, 2, 2) == source.ready_tile(top - 1, 2, 2)
+        with pytest.raises(NotFoundError):
+            source.ready_tile(top, info.columns, 0)
+
+
+def test_ready_tile_authenticates_what_it_reads(blob: bytes, slide_path: Path) -> None:
+    page = tifffile.TiffFile(slide_path).pages[0]
+    segment = (page.dataoffsets[66] + page.databytecounts[66] // 2) // SEGMENT
+    tampered = bytearray(blob)
+    tampered[HEADER_SIZE + segment * (SEGMENT + TAG_SIZE) + 100] ^= 0x01
+    with _open(bytes(tampered)) as source:
+        top = len(source.levels) - 1
+        with pytest.raises(IntegrityError):
+            source.ready_tile(top, 6, 6)
+        assert source.ready_tile(top, 0, 0) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 
@@ -243,3 +244,74 @@ def test_image_grants_seen_set_is_bounded(state) -> None:
         grants.verify(t, CASE, IMAGE, "")
     assert grants.already_seen(tokens[0], CASE, IMAGE) is None  # the oldest was let go
     assert grants.already_seen(tokens[2], CASE, IMAGE) is not None
+
+
+# -- the verified-grant memory (a viewer sends one grant with every tile) --
+
+
+def test_verified_grants_remembered_by_hash_not_text() -> None:
+    issuer = GrantIssuer(SECRET, clock=Clock())
+    grant = issuer.issue("u", CASE, IMAGE)
+    first = issuer.verify(grant, CASE, IMAGE)
+    assert issuer.verify(grant, CASE, IMAGE) is first  # remembered: no second HMAC
+    remembered = issuer._verified  # noqa: SLF001
+    assert list(remembered) == [hashlib.sha256(grant.encode()).digest()]
+    assert all(grant not in repr(k) and grant.split(".")[1] not in repr(k) for k in remembered)
+
+
+def test_remembered_grant_still_checked_for_scope_and_expiry() -> None:
+    clock = Clock()
+    issuer = GrantIssuer(SECRET, ttl=60, clock=clock)
+    grant = issuer.issue("u", CASE, IMAGE)
+    issuer.verify(grant, CASE, IMAGE)
+    for case_id, image_id in ((CASE, "other"), ("other", IMAGE)):
+        with pytest.raises(AuthenticationError) as err:
+            issuer.verify(grant, case_id, image_id)
+        assert err.value.reasons == (f"{GRANT_HEADER}: invalid",)
+    clock.now += 60
+    with pytest.raises(AuthenticationError) as err:
+        issuer.verify(grant, CASE, IMAGE)
+    assert err.value.reasons == (f"{GRANT_HEADER}: expired",)
+    assert not issuer._verified  # noqa: SLF001 - an expired grant is let go
+
+
+def test_forged_grants_are_not_remembered_and_memory_is_bounded() -> None:
+    issuer = GrantIssuer(SECRET, clock=Clock(), max_verified=3)
+    grant = issuer.issue("u", CASE, IMAGE)
+    body, tag = grant.split(".")
+    for bad in (f"{body}.{tag[:-2]}AA", "x" * 40, f"{body}.{body}"):
+        with pytest.raises(AuthenticationError):
+            issuer.verify(bad, CASE, IMAGE)
+    assert not issuer._verified  # noqa: SLF001
+    grants = [issuer.issue("u", CASE, IMAGE) for _ in range(5)]
+    for g in grants:
+        issuer.verify(g, CASE, IMAGE)
+    assert len(issuer._verified) == 3  # noqa: SLF001 - the oldest let go first
+    issuer.verify(grants[0], CASE, IMAGE)  # forgotten, so checked in full again: still valid
+
+
+def test_image_grants_audited_once_across_worker_processes(state) -> None:
+    """Each worker process has its own ImageGrants (same keyring, so the same secret)."""
+    from cpms_hub.service.grants import ImageGrants
+
+    worker_a = ImageGrants(state, kind="slide", label="slide")
+    worker_b = ImageGrants(state, kind="slide", label="slide")
+    token = worker_a.issue("clin-a", CASE, IMAGE)["grant"]
+    for worker in (worker_a, worker_b, worker_a, worker_b):
+        assert worker.verify(token, CASE, IMAGE, "").user == "clin-a"  # one secret for both
+    assert worker_b.already_seen(token, CASE, IMAGE) is not None
+    assert len(_views(state, "slide.view")) == 1
+    other = worker_b.issue("clin-a", CASE, IMAGE)["grant"]
+    worker_b.verify(other, CASE, IMAGE, "")
+    worker_a.verify(other, CASE, IMAGE, "")
+    assert len(_views(state, "slide.view")) == 2  # a second grant is a second view
+
+
+def test_image_grants_let_go_of_a_nonce_without_auditing_it_again(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    grants = ImageGrants(state, kind="slide", label="slide", max_seen=1)
+    first, second = (grants.issue("clin-a", CASE, IMAGE)["grant"] for _ in range(2))
+    for token in (first, second, first):  # the second pushes the first out of the set
+        grants.verify(token, CASE, IMAGE, "")
+    assert len(_views(state, "slide.view")) == 2

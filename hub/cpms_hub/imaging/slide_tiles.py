@@ -363,6 +363,22 @@ class SlideTileSource:
         Raises NotFoundError for addresses outside the pyramid and IntegrityError when the
         stored data fails authentication.
         """
+        ready = self.ready_tile(level, col, row)
+        if ready is not None:
+            return ready
+        key = ("jpeg", level, col, row)
+        data = _encode_jpeg(self._pixels(level, col, row))
+        self._cache.put(key, data, len(data))
+        return data, "image/jpeg"
+
+    def ready_tile(self, level: int, col: int, row: int) -> tuple[bytes, str] | None:
+        """The tile if it costs no pixel work - a stored tile passed through (one read
+        of a few KiB, authenticated) or one already made and cached - else None (then
+        :meth:`tile` decodes, resizes and encodes: milliseconds).
+
+        So a server can serve the common case inline and send only the rest to a
+        worker thread. Raises like :meth:`tile`.
+        """
         info, x0, y0, w, h = self._address(level, col, row)
         if info.stored_level is not None:
             stored = self._stored[info.stored_level]
@@ -376,12 +392,8 @@ class SlideTileSource:
                 index = row * stored.columns + col
                 raw = self._raw_tile(stored, index)
                 return stored.jpeg_prefix + _strip_app_markers(raw), "image/jpeg"
-        key = ("jpeg", level, col, row)
-        data = self._cache.get(key)
-        if data is None:
-            data = _encode_jpeg(self._pixels(level, col, row))
-            self._cache.put(key, data, len(data))
-        return data, "image/jpeg"  # type: ignore[return-value]
+        data = self._cache.get(("jpeg", level, col, row))
+        return None if data is None else (data, "image/jpeg")  # type: ignore[return-value]
 
     def _address(self, level: int, col: int, row: int) -> tuple[DeepZoomLevel, int, int, int, int]:
         if not 0 <= level < len(self.levels):

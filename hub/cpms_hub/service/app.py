@@ -577,15 +577,20 @@ def create_app(
             for e in entries
         ]
 
+    from .slide_routes import slide_routers
+
+    slides, slide_tiles = slide_routers(api_root, state)
+    # the tile and slide descriptor routes are matched first (hidden copies: the OpenAPI
+    # document lists them with the other slide routes): a viewer fetches hundreds of
+    # tiles a minute, and each route matched before them costs every tile a regex match
+    app.include_router(slide_tiles)
     app.include_router(router)
     # imported here: vocab_routes takes ActorDep from this module
     from .vocab_routes import vocab_router
 
     app.include_router(vocab_router(api_root))
     app.include_router(upload_router(api_root, state.uploads))
-    from .slide_routes import slide_router
-
-    app.include_router(slide_router(api_root, state))
+    app.include_router(slides)
     from .analysis_routes import analysis_router
 
     app.include_router(analysis_router(api_root, state))

@@ -19,10 +19,20 @@ key (HKDF output with its own label), so grants reveal nothing about blind index
 
 :class:`ImageGrants` is what a router of images (slides, DICOM series) uses: it issues
 grants of one kind and verifies them, auditing each grant's first use once (``slide.view``,
-``dicom.view``) rather than once per tile or frame. The set of nonces already audited is
-bounded, so after very many grants an old one may be audited a second time - never less
-than once. If the audit write fails the request fails and the nonce is forgotten, so a
-later request with the same grant writes the entry.
+``dicom.view``) rather than once per tile or frame. Each process remembers the nonces it
+has seen (a bounded set, so no database access per tile); on a nonce it has not seen it
+looks for the grant's entry in the audit log, written by another worker process
+(``CPMS_STORE_WORKERS``) or before the set let the nonce go, under the lock appends take,
+and writes the entry only if there is none: once per grant across all workers. If the
+audit write fails the request fails and the nonce is forgotten, so a later request with
+the same grant writes the entry.
+
+A viewer sends the same grant with every tile, so :class:`GrantIssuer` remembers the
+grants it has verified, keyed by the grant's SHA-256 (never by its text, which is a
+credential), until they expire: a repeated grant costs one hash instead of base64, HMAC
+and JSON. Only grants whose tag checked out are remembered (a forged grant cannot fill
+the memory), the case/image scope and the expiry are checked on every use, and the
+memory is bounded (:data:`MAX_VERIFIED_GRANTS`, oldest first out).
 """
 
 from __future__ import annotations
@@ -41,11 +51,21 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import bindparam, select
 
 from cpms_hub.domain.errors import AuthenticationError
 from cpms_hub.store.database import session_scope
+from cpms_hub.store.schema import AuditHeadRow, AuditRow
 
-__all__ = ["GRANT_HEADER", "GrantClaims", "GrantIssuer", "ImageGrants", "grant_secret"]
+__all__ = [
+    "GRANT_HEADER",
+    "MAX_SEEN_NONCES",
+    "MAX_VERIFIED_GRANTS",
+    "GrantClaims",
+    "GrantIssuer",
+    "ImageGrants",
+    "grant_secret",
+]
 
 #: the request header that carries a grant (never a query parameter: URLs end up in logs)
 GRANT_HEADER = "X-CPMS-Grant"
@@ -55,6 +75,20 @@ _VERSION = 1
 _MAX_GRANT_CHARS = 1024
 #: nonces of grants already audited, per router; ~100 bytes each, so about 10 MB at most
 MAX_SEEN_NONCES = 100_000
+#: verified grants remembered per issuer; ~300 bytes each, so about 3 MB at most
+MAX_VERIFIED_GRANTS = 10_000
+
+_LOCK_HEAD = select(AuditHeadRow.id).where(AuditHeadRow.id == 1).with_for_update()
+#: the entry of a grant's first use, written by any process (audit_log is indexed by case)
+_ALREADY_AUDITED = (
+    select(AuditRow.seq)
+    .where(
+        AuditRow.case_id == bindparam("case_id"),
+        AuditRow.action == bindparam("action"),
+        AuditRow.detail == bindparam("detail"),
+    )
+    .limit(1)
+)
 
 
 def grant_secret(keyring) -> bytes:  # noqa: ANN001 - cpms_hub.crypto.Keyring
@@ -87,13 +121,22 @@ class GrantIssuer:
     """Issues and verifies grants under one secret; ``ttl`` in seconds."""
 
     def __init__(
-        self, secret: bytes, ttl: int = 300, *, clock: Callable[[], float] = time.time
+        self,
+        secret: bytes,
+        ttl: int = 300,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_verified: int = MAX_VERIFIED_GRANTS,
     ) -> None:
         if len(secret) < 32:
             raise ValueError("grant secret must be at least 32 bytes")
         self._secret = secret
         self.ttl = ttl
         self._clock = clock
+        self._max_verified = max_verified
+        #: SHA-256 of a grant whose tag and payload checked out -> its claims
+        self._verified: OrderedDict[bytes, GrantClaims] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _tag(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
@@ -119,8 +162,33 @@ class GrantIssuer:
         """
         if not grant:
             raise AuthenticationError("grant missing", reasons=(f"{GRANT_HEADER}: missing",))
+        if len(grant) > _MAX_GRANT_CHARS:
+            raise AuthenticationError("grant invalid", reasons=(f"{GRANT_HEADER}: invalid",))
+        digest = hashlib.sha256(grant.encode("utf-8", "surrogatepass")).digest()
+        # a plain dict read, safe without the lock (the GIL makes it atomic)
+        claims = self._verified.get(digest)
+        if claims is None:
+            claims = self._check(grant)
+            with self._lock:
+                self._verified[digest] = claims
+                while len(self._verified) > self._max_verified:
+                    self._verified.popitem(last=False)
+        # scope and expiry on every use, remembered or not
+        # compare_digest: grant scope must not leak through timing
+        same_case = hmac.compare_digest(claims.case_id.encode(), case_id.encode())
+        same_image = hmac.compare_digest(claims.image_id.encode(), image_id.encode())
+        if not (same_case and same_image):
+            raise AuthenticationError("grant invalid", reasons=(f"{GRANT_HEADER}: invalid",))
+        if claims.expires_at <= self._clock():
+            with self._lock:
+                self._verified.pop(digest, None)
+            raise AuthenticationError("grant expired", reasons=(f"{GRANT_HEADER}: expired",))
+        return claims
+
+    def _check(self, grant: str) -> GrantClaims:
+        """The claims of a grant whose tag is right (its scope and expiry not checked)."""
         invalid = AuthenticationError("grant invalid", reasons=(f"{GRANT_HEADER}: invalid",))
-        if len(grant) > _MAX_GRANT_CHARS or grant.count(".") != 1:
+        if grant.count(".") != 1:
             raise invalid
         body, _, tag = grant.partition(".")
         try:
@@ -136,13 +204,6 @@ class GrantIssuer:
             raise invalid from None
         if version != _VERSION or not isinstance(expiry, int):
             raise invalid
-        # compare_digest here too: grant scope must not leak through timing either
-        same_case = hmac.compare_digest(str(g_case).encode(), case_id.encode())
-        same_image = hmac.compare_digest(str(g_image).encode(), image_id.encode())
-        if not (same_case and same_image):
-            raise invalid
-        if expiry <= self._clock():
-            raise AuthenticationError("grant expired", reasons=(f"{GRANT_HEADER}: expired",))
         return GrantClaims(str(user), str(g_case), str(g_image), expiry, str(nonce))
 
 
@@ -206,17 +267,27 @@ class ImageGrants:
                 while len(self._seen) > self._max_seen:
                     self._seen.popitem(last=False)
         if fresh:
+            detail = f"{self._label}={image_id} grant={claims.nonce}"
             try:
                 with session_scope(self._state.sessions) as s:
-                    self._state.audit.append(
-                        s,
-                        actor=claims.user,
-                        action=self._action,
-                        outcome="allowed",
-                        client=client,
-                        case_id=case_id,
-                        detail=f"{self._label}={image_id} grant={claims.nonce}",
-                    )
+                    # another worker process may have seen this grant first: the chain's
+                    # head is locked as for an append (SQLite: the writers' flock), so
+                    # the look-up and the append are one step for every process
+                    s.execute(_LOCK_HEAD)
+                    seen = s.execute(
+                        _ALREADY_AUDITED,
+                        {"case_id": case_id, "action": self._action, "detail": detail},
+                    ).first()
+                    if seen is None:
+                        self._state.audit.append(
+                            s,
+                            actor=claims.user,
+                            action=self._action,
+                            outcome="allowed",
+                            client=client,
+                            case_id=case_id,
+                            detail=detail,
+                        )
             except BaseException:
                 # requests racing this one are served meanwhile; a later one writes the entry
                 with self._lock:

@@ -22,6 +22,15 @@ Each grant is audited once (``slide.view``, on its first use), not once per tile
 401 without touching the database (they carry no identity worth auditing, and writing
 for them would let anyone load the audit log).
 
+The tile and descriptor routes are ``async`` and, in the steady state (grant already
+seen, slide already open, a stored tile passed through), do their work inline on the
+event loop: one verified-grant look-up by hash (:class:`.grants.GrantIssuer`), one read
+of a few KiB and one AES-GCM segment. That is cheaper than the hop to a worker thread
+a synchronous route pays (queue, wake-up, GIL hand-over both ways), and it keeps the
+service's threads from contending for the GIL and for the slide's file lock. Only the
+first use of a grant (its audit write), the opening of a slide and tiles needing pixel
+work (decode, resize, encode) go to a worker thread.
+
 Tile responses are ``Cache-Control: private, max-age=3600`` (a slide id's tiles never
 change: a re-import makes a new slide) with ``Vary: X-CPMS-Grant``.
 """
@@ -37,6 +46,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from cpms_hub.domain import CpmsError
 from cpms_hub.imaging import SlideTileSource, UnsupportedFormatError, deidentify_svs
@@ -49,7 +59,7 @@ from .errors import error_response
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
-__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router"]
+__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router", "slide_routers"]
 
 log = logging.getLogger("cpms.store")
 
@@ -113,6 +123,15 @@ class _OpenSlides:
         self._size = size
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+
+    def peek(self, slide_id: str) -> _Entry | None:
+        """The open slide, acquired (release it), or None when it must be opened."""
+        with self._lock:
+            entry = self._entries.get(slide_id)
+            if entry is not None:
+                self._entries.move_to_end(slide_id)
+                entry.users += 1
+            return entry
 
     def acquire(self, slide_id: str, opener: Callable[[], SlideTileSource]) -> _Entry:
         with self._lock:
@@ -196,7 +215,25 @@ def slide_router(
     open_slides: int = 8,
 ) -> APIRouter:
     """The slide routes over ``state``; grants are keyed from its keyring."""
+    return slide_routers(api_root, state, grant_ttl=grant_ttl, open_slides=open_slides)[0]
+
+
+def slide_routers(
+    api_root: str,
+    state: State,
+    *,
+    grant_ttl: int = 300,
+    open_slides: int = 8,
+) -> tuple[APIRouter, APIRouter]:
+    """``(routes, hot)``: the slide routes over ``state``, and the descriptor and tile
+    routes again (the same endpoints) in a router hidden from the OpenAPI document.
+
+    An app includes ``hot`` before its other routers: a request is matched against the
+    routes in order, one regular expression each, and a viewer fetches hundreds of
+    tiles a minute. ``routes`` documents them where they belong (and serves them too,
+    for an app that includes only ``routes``)."""
     router = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
+    hot = APIRouter(prefix=api_root, responses=_ERRORS, tags=["slides"])
     slides = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
     grants = ImageGrants(state, kind="slide", label="slide", ttl=grant_ttl)
     cache = _OpenSlides(open_slides)
@@ -265,25 +302,58 @@ def slide_router(
         # no-store: a grant is a credential and must not sit in any cache
         return JSONResponse(body, headers=_PRIVATE)
 
+    async def granted_source(request: Request, case_id: str, slide_id: str) -> _Entry:
+        """The open slide a request's grant reaches (acquired: release it).
+
+        On the event loop: a grant already seen and a slide already open cost no thread
+        hop and no database access; the first use of a grant (its one audit write) and
+        the opening of a slide (reads the TIFF directories) go to a worker thread."""
+        header = request.headers.get(GRANT_HEADER)
+        claims = grants.already_seen(header, case_id, slide_id)  # 401 for a bad grant
+        if claims is None:
+            claims = await run_in_threadpool(granted, request, case_id, slide_id)
+        key = f"{case_id}/{slide_id}"
+
+        def open_slide() -> None:
+            cache.release(source_for(request, claims, case_id, slide_id))
+
+        entry = cache.peek(key)
+        while entry is None:
+            # opened (and let go) in the thread, taken here: a request cancelled while
+            # its slide opens must not leave the slide marked as in use for ever
+            await run_in_threadpool(open_slide)
+            entry = cache.peek(key)
+        return entry
+
+    @hot.get("/cases/{case_id}/slides/{slide_id}/dzi", include_in_schema=False)
     @router.get("/cases/{case_id}/slides/{slide_id}/dzi")
-    def dzi(case_id: str, slide_id: str, request: Request) -> Response:
+    async def dzi(case_id: str, slide_id: str, request: Request) -> Response:
         """The Deep Zoom descriptor; needs a grant in X-CPMS-Grant."""
-        claims = granted(request, case_id, slide_id)
-        entry = source_for(request, claims, case_id, slide_id)
+        entry = await granted_source(request, case_id, slide_id)
         try:
             xml = entry.source.dzi()
         finally:
             cache.release(entry)
         return Response(xml, media_type="application/xml", headers=_TILE_HEADERS)
 
+    @hot.get(
+        "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg",
+        include_in_schema=False,
+    )
     @router.get("/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg")
-    def tile(case_id: str, slide_id: str, level: int, col: int, row: int, request: Request):  # noqa: ANN201
+    async def tile(case_id: str, slide_id: str, level: int, col: int, row: int, request: Request):  # noqa: ANN201
         """One Deep Zoom tile; needs a grant in X-CPMS-Grant. No database access once the
         grant has been seen (see the module documentation for the trade-off)."""
-        claims = granted(request, case_id, slide_id)
-        entry = source_for(request, claims, case_id, slide_id)
+        entry = await granted_source(request, case_id, slide_id)
         try:
-            data, media_type = entry.source.tile(level, col, row)
+            # inline, on the loop: a stored tile is one read of a few KiB from the page
+            # cache and one segment's AES-GCM (tens of microseconds), far less than a
+            # hop to a worker thread; only tiles needing pixel work take the hop (edge
+            # tiles made inline measured no better: the codecs release the GIL, so in a
+            # thread they run on the other core while the loop serves the rest)
+            found = entry.source.ready_tile(level, col, row)
+            if found is None:
+                found = await run_in_threadpool(entry.source.tile, level, col, row)
         except CpmsError:
             raise  # NotFound → 404, IntegrityError → 500, in the one error shape
         except Exception as exc:  # a damaged tile must fail alone, never the service
@@ -298,6 +368,7 @@ def slide_router(
             return error_response(500, "internal error", ["the tile could not be read"])
         finally:
             cache.release(entry)
+        data, media_type = found
         return Response(data, media_type=media_type, headers=_TILE_HEADERS)
 
     @router.get("/cases/{case_id}/slides/{slide_id}/properties")
@@ -335,4 +406,4 @@ def slide_router(
             ctx=audit_context(request, actor.name),
         )
 
-    return router
+    return router, hot
