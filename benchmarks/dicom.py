@@ -42,9 +42,16 @@ import_per_s=<instances/s>
 Targets: first_frame_ms <= 300, scroll_fps >= 30, serve_vs_pydicom >= 0.5. The machine
 may be shared: the load average is printed at the start and the end.
 
-What bounds the serving figure (measured with psutil on 150 frames): the proxy
-(configurable-http-proxy) spends about 2 ms of CPU per 512 KiB frame, the store about
-0.7 ms (read, decryption, send), ``http.client`` 0.3 ms; pydicom needs one core. So the
+What bounds the serving figure: the proxy (configurable-http-proxy, one Node process, so
+one core). The run prints the CPU each process spends per frame while serving (psutil):
+about 1.1-1.3 ms for the proxy, 0.6 ms for the store (file read, decryption, socket
+write), 0.35 ms for ``http.client``. The proxy's share was about 2 ms until it was started
+with ``MALLOC_TRIM_THRESHOLD_`` (``jupyterhub_config.py``): glibc returned the freed top of
+its heap to the kernel, so every 64 KiB socket read buffer was faulted in afresh, about
+300 page faults per MiB proxied; what is left is three copies of every byte (kernel to
+Node, Node's HTTP parser, Node to kernel) and loopback TCP. The framing of the store's
+answer (Content-Length in one send, chunked 64 KiB pieces, one send per slice) changed
+the proxy's CPU per MiB by less than the run-to-run noise. pydicom needs one core, so the
 ratio is lowest on an idle machine, where pydicom has a core of its own, and higher when
 other work slows pydicom as much as the serving path. Chromium's own fetch, even straight
 from the store without the proxy, took in about 80 MB/s (150 frames/s) on the 2-core
@@ -216,6 +223,29 @@ TIMINGS = """
 """
 
 
+def _processes(dep) -> dict:  # noqa: ANN001
+    """The proxy and the store service among the hub's children (empty if not found)."""
+    import psutil
+
+    found = {}
+    for child in psutil.Process(dep.proc.pid).children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "configurable-http-proxy" in cmd:
+            found["proxy"] = child
+        elif "cpms_hub.service" in cmd:
+            found["store"] = child
+    return found if len(found) == 2 else {}
+
+
+def _cpu_seconds(procs: dict) -> dict[str, float]:
+    out = {k: sum(p.cpu_times()[:2]) for k, p in procs.items()}
+    out["client"] = time.process_time()
+    return out
+
+
 def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -284,9 +314,14 @@ def main() -> None:
                 # pydicom and the batched fetch in turns: a machine shared with others
                 # slows both alike within a round, so the ratio is taken per round
                 ratios, serves, bases = [], [], []
+                procs = _processes(dep)
+                spent = dict.fromkeys([*procs, "client"], 0.0)
                 for _ in range(args.rounds):
                     bases.append(_pydicom_rate(paths))
+                    before = _cpu_seconds(procs)
                     serves.append(_batch_rate(series_base, len(urls), headers, frame_bytes))
+                    for k, v in _cpu_seconds(procs).items():
+                        spent[k] += v - before[k]
                     ratios.append(serves[-1] / bases[-1])
                 serve_httpx = statistics.median(serves)
                 serve_ratio = statistics.median(ratios)
@@ -304,6 +339,13 @@ def main() -> None:
                     f"  against pydicom, {args.rounds} rounds in turn:  "
                     + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(serves, bases, strict=True))
                     + f" frames/s: {serve_ratio:.2f}x median"
+                )
+                print(
+                    "  CPU per frame while serving:      "
+                    + ", ".join(
+                        f"{k} {v * 1000 / (len(urls) * args.rounds):.2f} ms"
+                        for k, v in spent.items()
+                    )
                 )
                 print(
                     f"  one request per frame:            {per_frame:8.1f} frames/s with "
