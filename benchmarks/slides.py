@@ -29,8 +29,8 @@ deployment's state (de-identification, encryption), a viewer grant is fetched ov
 and ``--clients`` concurrent keep-alive connections (the lean generator of
 ``http_load.py``) fetch distinct tile addresses through the proxy
 with the grant in ``X-CPMS-Grant``, as a browser would. The service's ``/health`` route,
-fetched the same way, is the ceiling (the cost of the proxy, the ASGI stack and a
-threadpool hop with no work at all).
+fetched the same way, is the ceiling (the cost of the proxy and the ASGI stack with
+no work at all: it answers on the event loop, like a stored tile).
 
 The last line printed is::
 

@@ -15,8 +15,8 @@ asyncio loop in this process) with the lean generator of :mod:`http_load`
 (raw asyncio streams, requests built before the clock starts), the same for
 every row, so the floor and the reads are measured side by side:
 
-* ``GET /health`` — the framework's floor: routing, a sync route in the
-  thread pool, JSON out; no credentials, no database;
+* ``GET /health`` — the framework's floor: routing, an async route on the
+  event loop, JSON out; no credentials, no database;
 * ``POST /cases`` — create (key generation, encryption, audit entry);
 * ``GET /cases/{id}`` — read a random one of ~200 pre-created cases;
 
