@@ -44,24 +44,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.slides import _http_run, _ms, make_slide  # noqa: E402
-from cpms_hub.imaging import SlideTileSource, deidentify_svs  # noqa: E402
-from cpms_hub.store import AuditContext  # noqa: E402
-from cpms_hub.store.slides import SlideStore  # noqa: E402
+from benchmarks.slides import _http_run, _ms, make_slide, serve_slide  # noqa: E402
 from tests.deployment import Deployment  # noqa: E402
 
 CLIENTS = (1, 2, 4, 8)
-
-
-class _Allow:
-    allowed = True
-    reasons = ()
 
 
 def _processes(dep: Deployment) -> dict[str, list[psutil.Process]]:
@@ -113,41 +104,8 @@ def measure(plain: Path, root: Path, args: argparse.Namespace, workers: int) -> 
     env = {"CPMS_STORE_WORKERS": str(workers)}
     with Deployment(root, extra_env=env) as dep:
         dep.init()
-        dep.add_account("bench-c", ("clinician",))
         dep.start()
-        auth = {"Authorization": f"token {dep.token('bench-c')}"}
-        case = httpx.post(
-            f"{dep.api}/cases",
-            json={"title": "benchmark", "clinical_summary": "slide"},
-            headers=auth,
-            trust_env=False,
-        ).json()["id"]
-        state = dep.open_state()
-        try:
-            ctx = AuditContext(actor="bench-c")
-            with open(plain, "rb") as fh:
-                upload = state.cases.add_file(
-                    case,
-                    iter(lambda: fh.read(1 << 20), b""),
-                    name="bench.svs",
-                    media_type="image/tiff",
-                    max_size=1 << 40,
-                    authorize=lambda _ref: _Allow(),
-                    ctx=ctx,
-                )
-            store = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
-            slide = store.import_slide(case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx)
-        finally:
-            state.close()
-        grant = httpx.post(
-            f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
-        ).json()
-        headers = {"X-CPMS-Grant": grant["grant"]}
-        props = httpx.get(
-            f"{dep.api}/cases/{case}/slides/{slide.id}/properties",
-            headers=auth,
-            trust_env=False,
-        ).json()
+        grant, headers, props = serve_slide(dep, plain)
         top, size = props["deepzoom_levels"] - 1, props["tile_size"]
         cols, rows = -(-props["width"] // size), -(-props["height"] // size)
         direct_root = f"http://127.0.0.1:{dep.env['CPMS_STORE_PORT']}"

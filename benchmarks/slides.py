@@ -40,7 +40,8 @@ intermediate_vs_deepzoom=<x>
 ``*_vs_deepzoom`` is the in-process Deep Zoom median time per tile over ours (higher is
 better, 1 core each). ``stored_vs_ceiling`` is HTTP stored-tile throughput over HTTP
 ``/health`` throughput at the same concurrency (1.0 = tiles cost nothing beyond the HTTP
-path), the two measured in turn, three rounds each, median round; ``stored_p99_ms`` is the HTTP p99 latency of a stored tile under that load. With
+path), the two measured in turn, three rounds each, median round; ``stored_p99_ms`` is
+the HTTP p99 latency of a stored tile under that load. With
 ``--no-http`` both are the in-process values of before (``nan`` and in-process p99).
 Printed before it (not in the RESULT line): p50/p99 and throughput of ``/health`` and of
 stored tiles with 1, 2, 4 and 8 clients. With ``c`` closed-loop clients the mean latency
@@ -171,61 +172,74 @@ def _http_run(urls: list[str], headers: dict[str, str], clients: int) -> tuple[l
     return [t / 1000 for t in times_ms], wall
 
 
+class _Allow:
+    allowed = True
+    reasons = ()
+
+
+def serve_slide(dep, plain: Path) -> tuple[dict, dict, dict]:  # noqa: ANN001 - a Deployment
+    """Put ``plain`` in a new case of a new clinician of the running deployment ``dep``.
+
+    The case is made over HTTP; the slide is uploaded and imported in this process
+    through :class:`~cpms_hub.store.slides.SlideStore` against the deployment's state
+    (de-identification, encryption), as the import route would; a viewer grant is then
+    asked for over HTTP. Returns the grant, the headers that carry it and the slide's
+    properties (Deep Zoom levels, tile size, dimensions).
+    """
+    import httpx
+
+    from cpms_hub.store import AuditContext
+    from cpms_hub.store.slides import SlideStore
+
+    dep.add_account("bench-c", ("clinician",))
+    auth = {"Authorization": f"token {dep.token('bench-c')}"}
+    case = httpx.post(
+        f"{dep.api}/cases",
+        json={"title": "benchmark", "clinical_summary": "slide"},
+        headers=auth,
+        trust_env=False,
+    ).json()["id"]
+    state = dep.open_state()
+    try:
+        start = time.perf_counter()
+        ctx = AuditContext(actor="bench-c")
+        with open(plain, "rb") as fh:
+            upload = state.cases.add_file(
+                case,
+                iter(lambda: fh.read(1 << 20), b""),
+                name="bench.svs",
+                media_type="image/tiff",
+                max_size=1 << 40,
+                authorize=lambda _ref: _Allow(),
+                ctx=ctx,
+            )
+        store = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
+        slide = store.import_slide(case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx)
+        print(f"uploaded and imported into the deployment in {time.perf_counter() - start:.1f} s")
+    finally:
+        state.close()
+    grant = httpx.post(
+        f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
+    ).json()
+    props = httpx.get(
+        f"{dep.api}/cases/{case}/slides/{slide.id}/properties", headers=auth, trust_env=False
+    ).json()
+    return grant, {"X-CPMS-Grant": grant["grant"]}, props
+
+
 def http_bench(plain: Path, root: Path, args: argparse.Namespace, rng: random.Random) -> dict:
     """Serve ``plain`` through a real deployment; throughput and latency per route kind."""
     import httpx
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from cpms_hub.store import AuditContext
-    from cpms_hub.store.slides import SlideStore
     from tests.deployment import Deployment
-
-    class _Allow:
-        allowed = True
-        reasons = ()
 
     with Deployment(root / "deployment") as dep:
         dep.init()
-        dep.add_account("bench-c", ("clinician",))
         dep.start()
-        token = dep.token("bench-c")
-        auth = {"Authorization": f"token {token}"}
-        case = httpx.post(
-            f"{dep.api}/cases",
-            json={"title": "benchmark", "clinical_summary": "slide"},
-            headers=auth,
-            trust_env=False,
-        ).json()["id"]
-        state = dep.open_state()
-        try:
-            start = time.perf_counter()
-            ctx = AuditContext(actor="bench-c")
-            with open(plain, "rb") as fh:
-                upload = state.cases.add_file(
-                    case,
-                    iter(lambda: fh.read(1 << 20), b""),
-                    name="bench.svs",
-                    media_type="image/tiff",
-                    max_size=1 << 40,
-                    authorize=lambda _ref: _Allow(),
-                    ctx=ctx,
-                )
-            store = SlideStore(state.cases, deidentify=deidentify_svs, tile_source=SlideTileSource)
-            slide = store.import_slide(case, upload.id, authorize=lambda _ref: _Allow(), ctx=ctx)
-            print(
-                f"uploaded and imported into the deployment in {time.perf_counter() - start:.1f} s"
-            )
-        finally:
-            state.close()
-        grant = httpx.post(
-            f"{dep.api}/cases/{case}/slides/{slide.id}/grant", headers=auth, trust_env=False
-        ).json()
-        headers = {"X-CPMS-Grant": grant["grant"]}
+        grant, headers, props = serve_slide(dep, plain)
         dzi = httpx.get(dep.url + grant["dzi_url"], headers=headers, trust_env=False)
         assert dzi.status_code == 200, dzi.text
-        props = httpx.get(
-            f"{dep.api}/cases/{case}/slides/{slide.id}/properties", headers=auth, trust_env=False
-        ).json()
         top = props["deepzoom_levels"] - 1
         size = props["tile_size"]
 
