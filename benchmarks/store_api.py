@@ -98,16 +98,7 @@ def server_cpu_probe(dep: Deployment) -> Callable[[], float]:
     """CPU seconds (user + system) used so far by the store service process(es)."""
     import psutil
 
-    dep._record_children()  # noqa: SLF001 - the PIDs the deployment saw its hub start
-    procs = []
-    for pid in sorted(dep._pids):  # noqa: SLF001
-        try:
-            p = psutil.Process(pid)
-            if "cpms_hub.service" in " ".join(p.cmdline()):
-                procs.append(p)
-                procs.extend(p.children(recursive=True))  # worker processes, if any
-        except psutil.Error:
-            continue
+    procs = dep.store_processes()
 
     def probe() -> float:
         total = 0.0

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +32,7 @@ import pyotp
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-__all__ = ["Deployment", "TestAccount", "free_port", "REPO"]
+__all__ = ["Deployment", "TestAccount", "free_port", "two_worker_deployment", "REPO"]
 
 
 def free_port() -> int:
@@ -245,6 +249,21 @@ class Deployment:
         except psutil.NoSuchProcess:
             pass
 
+    def store_processes(self) -> list[psutil.Process]:
+        """The store service's processes: its supervisor, then its worker processes (with
+        ``CPMS_STORE_WORKERS`` above 1), from the PIDs seen under the hub."""
+        self._record_children()
+        found: list[psutil.Process] = []
+        for pid in sorted(self._pids):
+            try:
+                p = psutil.Process(pid)
+                if "cpms_hub.service" in " ".join(p.cmdline()):
+                    found.append(p)
+                    found.extend(p.children(recursive=True))
+            except psutil.Error:
+                continue
+        return found
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -276,3 +295,22 @@ class Deployment:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def two_worker_deployment(
+    prefix: str, accounts: dict[str, tuple[str, ...]]
+) -> Iterator[Deployment]:
+    """A deployment of its own whose store runs two worker processes, started with
+    ``accounts`` (name: roles) in a temporary folder, stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    dep = Deployment(root, extra_env={"CPMS_STORE_WORKERS": "2", "CPMS_ACCESS_LOG": "0"})
+    try:
+        dep.init()
+        for name, roles in accounts.items():
+            dep.add_account(name, roles)
+        dep.start()
+        yield dep
+    finally:
+        dep.stop()
+        shutil.rmtree(root, ignore_errors=True)

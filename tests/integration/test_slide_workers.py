@@ -7,15 +7,12 @@ the grant's first use must be audited once in all, not once per worker.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
-import psutil
 import pytest
 
-from tests.deployment import Deployment
+from tests.deployment import Deployment, two_worker_deployment
 from tests.integration.test_slides_http import SAMPLE
 
 pytestmark = pytest.mark.deployment
@@ -23,33 +20,12 @@ GRANT = "X-CPMS-Grant"
 
 
 @pytest.fixture(scope="module")
-def two_workers():
+def two_workers() -> Iterator[Deployment]:
     if not SAMPLE.exists():
         pytest.skip(f"sample slide not found at {SAMPLE}")
-    root = Path(tempfile.mkdtemp(prefix="cpms-slide-workers-"))
-    dep = Deployment(root, extra_env={"CPMS_STORE_WORKERS": "2", "CPMS_ACCESS_LOG": "0"})
-    try:
-        dep.init()
-        dep.add_account("clin-w", ("clinician",))
-        dep.add_account("audit-w", ("auditor",))
-        dep.start()
+    accounts = {"clin-w": ("clinician",), "audit-w": ("auditor",)}
+    with two_worker_deployment("cpms-slide-workers-", accounts) as dep:
         yield dep
-    finally:
-        dep.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _workers(dep: Deployment) -> list[psutil.Process]:
-    dep._record_children()  # noqa: SLF001 - the PIDs the deployment saw its hub start
-    found = []
-    for pid in sorted(dep._pids):  # noqa: SLF001
-        try:
-            p = psutil.Process(pid)
-            if "cpms_hub.service" in " ".join(p.cmdline()):
-                found.extend(p.children(recursive=True))
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_grant_works_on_both_workers_and_is_audited_once(two_workers: Deployment) -> None:
@@ -70,7 +46,7 @@ def test_grant_works_on_both_workers_and_is_audited_once(two_workers: Deployment
         grant = c.post(f"/cases/{case_id}/slides/{slide_id}/grant").json()
     tiles = f"{dep.direct_api}/cases/{case_id}/slides/{slide_id}/tiles/12/"
     port = int(dep.env["CPMS_STORE_PORT"])
-    workers = {p.pid: p for p in _workers(dep)}
+    workers = {p.pid: p for p in dep.store_processes()[1:]}
     assert len(workers) >= 2
     clients: list[httpx.Client] = []
     serving: set[int] = set()

@@ -9,51 +9,27 @@ cut its token on every worker at the next request.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
-import psutil
 import pytest
 
-from tests.deployment import Deployment
-
-
-def _service_processes(dep: Deployment) -> list[psutil.Process]:
-    dep._record_children()  # noqa: SLF001 - the PIDs the deployment saw its hub start
-    found = []
-    for pid in sorted(dep._pids):  # noqa: SLF001
-        try:
-            p = psutil.Process(pid)
-            if "cpms_hub.service" in " ".join(p.cmdline()):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+from tests.deployment import Deployment, two_worker_deployment
 
 
 @pytest.fixture(scope="module")
-def two_workers():
-    root = Path(tempfile.mkdtemp(prefix="cpms-workers-"))
-    dep = Deployment(root, extra_env={"CPMS_STORE_WORKERS": "2", "CPMS_ACCESS_LOG": "0"})
-    try:
-        dep.init()
-        dep.add_account("clin-w", ("clinician",))
-        dep.add_account("help-w", ("helpdesk",))
-        dep.start()
+def two_workers() -> Iterator[Deployment]:
+    accounts = {"clin-w": ("clinician",), "help-w": ("helpdesk",)}
+    with two_worker_deployment("cpms-workers-", accounts) as dep:
         yield dep
-    finally:
-        dep.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_two_workers_serve_one_audit_chain(two_workers: Deployment) -> None:
     dep = two_workers
-    supervisor = _service_processes(dep)
-    assert supervisor, dep.log_text()[-2000:]
-    workers = [c for p in supervisor for c in p.children(recursive=True)]
-    assert len(workers) >= 2, [p.cmdline() for p in supervisor]
+    processes = dep.store_processes()
+    assert processes, dep.log_text()[-2000:]
+    workers = processes[1:]  # the supervisor's children
+    assert len(workers) >= 2, [p.cmdline() for p in processes]
 
     token = dep.token("clin-w")
     auth = {"Authorization": f"token {token}"}
