@@ -32,7 +32,14 @@ import pyotp
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
-__all__ = ["Deployment", "TestAccount", "free_port", "two_worker_deployment", "REPO"]
+__all__ = [
+    "Deployment",
+    "TestAccount",
+    "free_port",
+    "state_settings",
+    "two_worker_deployment",
+    "REPO",
+]
 
 
 def free_port() -> int:
@@ -295,6 +302,19 @@ class Deployment:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def state_settings(folder: Path, db_url: str | None = None):  # noqa: ANN201 - CpmsSettings
+    """Settings whose state (database, key file, blobs) is all under ``folder``; SQLite
+    in it unless ``db_url`` names another database."""
+    from cpms_hub.settings import CpmsSettings
+
+    return CpmsSettings(
+        state_dir=str(folder),
+        db_url=db_url or f"sqlite:///{folder / 'cpms.sqlite'}",
+        key_file=str(folder / "keys" / "keyring.json"),
+        blob_dir=str(folder / "blobs"),
+    )
 
 
 @contextmanager

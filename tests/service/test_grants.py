@@ -156,18 +156,11 @@ def test_grant_secret_from_keyring(tmp_path) -> None:  # noqa: ANN001
 
 @pytest.fixture()
 def state(tmp_path):
-    from cpms_hub.settings import CpmsSettings
     from cpms_hub.state import init_state
+    from tests.deployment import state_settings
 
     folder = tmp_path / "state"
-    st = init_state(
-        CpmsSettings(
-            state_dir=str(folder),
-            db_url=f"sqlite:///{folder / 'cpms.sqlite'}",
-            key_file=str(folder / "keys" / "keyring.json"),
-            blob_dir=str(folder / "blobs"),
-        )
-    )
+    st = init_state(state_settings(folder))
     try:
         yield st
     finally:

@@ -25,18 +25,11 @@ class _HubAuth:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):  # noqa: ANN201
-    from cpms_hub.settings import CpmsSettings
     from cpms_hub.state import init_state
+    from tests.deployment import state_settings
 
     folder = tmp_path_factory.mktemp("state")
-    state = init_state(
-        CpmsSettings(
-            state_dir=str(folder),
-            db_url=f"sqlite:///{folder / 'cpms.sqlite'}",
-            key_file=str(folder / "keys" / "keyring.json"),
-            blob_dir=str(folder / "blobs"),
-        )
-    )
+    state = init_state(state_settings(folder))
     try:
         yield create_app(state, _HubAuth())
     finally:

@@ -26,6 +26,7 @@ import pytest
 
 from cpms_hub.settings import CpmsSettings
 from cpms_hub.state import State, init_state
+from tests.deployment import state_settings
 
 #: where Debian/Ubuntu put the server binaries; PATH is the fallback (CI images differ)
 PG_BINDIR = Path("/usr/lib/postgresql/15/bin")
@@ -224,12 +225,7 @@ BACKENDS = [
 
 
 def settings_for(folder: Path, db_url: str) -> CpmsSettings:
-    return CpmsSettings(
-        state_dir=str(folder),
-        db_url=db_url,
-        key_file=str(folder / "keys" / "keyring.json"),
-        blob_dir=str(folder / "blobs"),
-    )
+    return state_settings(folder, db_url)
 
 
 @pytest.fixture(params=BACKENDS)

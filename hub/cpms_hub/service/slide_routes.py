@@ -134,12 +134,9 @@ class _OpenSlides:
             return entry
 
     def acquire(self, slide_id: str, opener: Callable[[], SlideTileSource]) -> _Entry:
-        with self._lock:
-            entry = self._entries.get(slide_id)
-            if entry is not None:
-                self._entries.move_to_end(slide_id)
-                entry.users += 1
-                return entry
+        entry = self.peek(slide_id)
+        if entry is not None:
+            return entry
         # opened outside the lock: opening reads the TIFF directories (milliseconds)
         source = opener()
         with self._lock:
