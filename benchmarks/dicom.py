@@ -225,19 +225,8 @@ TIMINGS = """
 
 def _processes(dep) -> dict:  # noqa: ANN001
     """The proxy and the store service among the hub's children (empty if not found)."""
-    import psutil
-
-    found = {}
-    for child in psutil.Process(dep.proc.pid).children(recursive=True):
-        try:
-            cmd = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if "configurable-http-proxy" in cmd:
-            found["proxy"] = child
-        elif "cpms_hub.service" in cmd:
-            found["store"] = child
-    return found if len(found) == 2 else {}
+    proxy, store = dep.proxy_processes(), dep.store_processes()
+    return {"proxy": proxy[0], "store": store[0]} if proxy and store else {}
 
 
 def _cpu_seconds(procs: dict) -> dict[str, float]:

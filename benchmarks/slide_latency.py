@@ -56,19 +56,9 @@ CLIENTS = (1, 2, 4, 8)
 
 
 def _processes(dep: Deployment) -> dict[str, list[psutil.Process]]:
-    """The proxy and the store service (with its worker processes, if any) among the
-    hub's children."""
-    found: dict[str, list[psutil.Process]] = {}
-    for child in psutil.Process(dep.proc.pid).children(recursive=True):
-        try:
-            cmd = " ".join(child.cmdline())
-        except psutil.Error:
-            continue
-        if "configurable-http-proxy" in cmd:
-            found["proxy"] = [child]
-        elif "cpms_hub.service" in cmd:
-            found["store"] = [child, *child.children(recursive=True)]
-    missing = {"proxy", "store"} - set(found)
+    """The proxy and the store service (with its worker processes, if any)."""
+    found = {"proxy": dep.proxy_processes(), "store": dep.store_processes()}
+    missing = {name for name, procs in found.items() if not procs}
     if missing:
         raise RuntimeError(f"could not find {missing} among the hub's processes")
     return found

@@ -256,20 +256,29 @@ class Deployment:
         except psutil.NoSuchProcess:
             pass
 
-    def store_processes(self) -> list[psutil.Process]:
-        """The store service's processes: its supervisor, then its worker processes (with
-        ``CPMS_STORE_WORKERS`` above 1), from the PIDs seen under the hub."""
+    def _processes_running(self, marker: str) -> list[psutil.Process]:
+        """Processes seen under the hub whose command line contains ``marker``, each
+        followed by its own children."""
         self._record_children()
         found: list[psutil.Process] = []
         for pid in sorted(self._pids):
             try:
                 p = psutil.Process(pid)
-                if "cpms_hub.service" in " ".join(p.cmdline()):
+                if marker in " ".join(p.cmdline()):
                     found.append(p)
                     found.extend(p.children(recursive=True))
             except psutil.Error:
                 continue
         return found
+
+    def store_processes(self) -> list[psutil.Process]:
+        """The store service's processes: its supervisor, then its worker processes (with
+        ``CPMS_STORE_WORKERS`` above 1)."""
+        return self._processes_running("cpms_hub.service")
+
+    def proxy_processes(self) -> list[psutil.Process]:
+        """configurable-http-proxy's process (node)."""
+        return self._processes_running("configurable-http-proxy")
 
     def stop(self) -> None:
         if self.proc is None:

@@ -59,6 +59,15 @@ def audit_entries(state: State, case_id: str | None = None) -> list:
         return list(reversed(state.audit.entries(s, case_id=case_id, limit=100_000)))
 
 
+def assert_last_entry_is_the_refusal(state: State) -> None:
+    last = audit_entries(state)[-1]
+    assert (last.action, last.outcome, last.detail) == (
+        "case.read",
+        "denied",
+        "not on this case's panel",
+    )
+
+
 def test_read_returns_what_the_orm_path_returns(backend: State) -> None:
     case_id = new_case(backend, "Members and consent")
     backend.cases.add_member(case_id, "bob", MemberRole.PANEL_MEMBER, ctx=CTX)
@@ -127,12 +136,7 @@ def test_unknown_malformed_denied_and_shredded(backend: State) -> None:
     with pytest.raises(PermissionDeniedError) as refused:
         backend.cases.read_case(case_id, authorize=deny, ctx=CTX)
     assert refused.value.reasons == ("not on this case's panel",)
-    last = audit_entries(backend)[-1]
-    assert (last.action, last.outcome, last.detail) == (
-        "case.read",
-        "denied",
-        "not on this case's panel",
-    )
+    assert_last_entry_is_the_refusal(backend)
 
     # a data key destroyed by another process stops the very next read
     with session_scope(backend.sessions) as s:
@@ -308,12 +312,7 @@ def test_async_reads_are_audited_when_denied_and_fail_without_their_entry(
     with pytest.raises(PermissionDeniedError) as refused:
         asyncio.run(backend.cases.read_case_async(case_id, authorize=deny, ctx=CTX))
     assert refused.value.reasons == ("not on this case's panel",)
-    last = audit_entries(backend)[-1]
-    assert (last.action, last.outcome, last.detail) == (
-        "case.read",
-        "denied",
-        "not on this case's panel",
-    )
+    assert_last_entry_is_the_refusal(backend)
     with pytest.raises(NotFoundError):
         asyncio.run(backend.cases.read_case_async("no-such-case", authorize=allow, ctx=CTX))
 
