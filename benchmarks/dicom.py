@@ -254,7 +254,7 @@ def main() -> None:
     from cpms_widgets.client import CaseStoreClient
     from cpms_widgets.viewers.dicom_viewer import DEFAULT_PREFIX, browser_url
     from tests.data_gen import ct_series
-    from tests.deployment import Deployment
+    from tests.deployment import running_deployment
     from tests.jupyterlab import CHROMIUM, CHROMIUM_ARGS
 
     if not BUNDLE.is_file():
@@ -273,10 +273,7 @@ def main() -> None:
         pydicom_fps = _pydicom_rate(paths)
         print(f"pydicom dcmread + pixel_array:      {pydicom_fps:8.1f} frames/s")
 
-        with Deployment(root / "deployment") as dep:
-            dep.init()
-            dep.add_account("bench-c", ("clinician",))
-            dep.start()
+        with running_deployment(root / "deployment", {"bench-c": ("clinician",)}) as dep:
             token = dep.token("bench-c")
             with CaseStoreClient(dep.api, token, timeout=600) as client:
                 case = client.create_case("dicom benchmark", "imaging")

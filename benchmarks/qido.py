@@ -95,15 +95,12 @@ def main() -> None:
 
     from cpms_widgets.client import CaseStoreClient
     from tests.data_gen import ct_series
-    from tests.deployment import Deployment
+    from tests.deployment import running_deployment
 
     print(f"{args.studies} studies x {args.slices} instances; {_load()} on {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="cpms-qido-bench-") as tmp:
         root = Path(tmp)
-        with Deployment(root / "deployment") as dep:
-            dep.init()
-            dep.add_account("bench-c", ("clinician",))
-            dep.start()
+        with running_deployment(root / "deployment", {"bench-c": ("clinician",)}) as dep:
             token = dep.token("bench-c")
             with CaseStoreClient(dep.api, token, timeout=600) as client:
                 case = client.create_case("qido benchmark", "imaging")

@@ -36,6 +36,7 @@ __all__ = [
     "Deployment",
     "TestAccount",
     "free_port",
+    "running_deployment",
     "state_settings",
     "two_worker_deployment",
     "REPO",
@@ -327,19 +328,29 @@ def state_settings(folder: Path, db_url: str | None = None):  # noqa: ANN201 - C
 
 
 @contextmanager
+def running_deployment(
+    root: Path, accounts: dict[str, tuple[str, ...]], *, extra_env: dict[str, str] | None = None
+) -> Iterator[Deployment]:
+    """A deployment in ``root``, initialised, with ``accounts`` (name: roles), started;
+    stopped afterwards."""
+    with Deployment(root, extra_env=extra_env) as dep:
+        dep.init()
+        for name, roles in accounts.items():
+            dep.add_account(name, roles)
+        dep.start()
+        yield dep
+
+
+@contextmanager
 def two_worker_deployment(
     prefix: str, accounts: dict[str, tuple[str, ...]]
 ) -> Iterator[Deployment]:
     """A deployment of its own whose store runs two worker processes, started with
     ``accounts`` (name: roles) in a temporary folder, stopped and removed afterwards."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    dep = Deployment(root, extra_env={"CPMS_STORE_WORKERS": "2", "CPMS_ACCESS_LOG": "0"})
     try:
-        dep.init()
-        for name, roles in accounts.items():
-            dep.add_account(name, roles)
-        dep.start()
-        yield dep
+        env = {"CPMS_STORE_WORKERS": "2", "CPMS_ACCESS_LOG": "0"}
+        with running_deployment(root, accounts, extra_env=env) as dep:
+            yield dep
     finally:
-        dep.stop()
         shutil.rmtree(root, ignore_errors=True)

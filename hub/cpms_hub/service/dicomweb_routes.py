@@ -237,8 +237,8 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             raise NotFoundError("no such study, series or instance in this case")
         return key, found
 
-    def dicom_json(request: Request, body: list[dict], warnings: Iterable[str] = ()) -> Response:
-        negotiate(request.headers.get("accept"), "json")
+    def dicom_json(body: list[dict], warnings: Iterable[str] = ()) -> Response:
+        """A DICOM JSON answer (the caller has negotiated it before reading anything)."""
         headers = dict(_NO_STORE)
         if warnings:  # PS3.18 8.3.4: e.g. more results remain, a parameter is not supported
             headers["Warning"] = ", ".join(_warning(text) for text in warnings)
@@ -377,7 +377,7 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             project(e) for e in entities(case_id, key, found, level, series) if query.matches(e)
         ]
         page, more = query.page(matched)
-        return dicom_json(request, page, [*query.warnings, *([more] if more else [])])
+        return dicom_json(page, [*query.warnings, *([more] if more else [])])
 
     # -- QIDO-RS -----------------------------------------------------------
 
@@ -429,7 +429,7 @@ def dicomweb_router(api_root: str, state: State) -> APIRouter:
             must_exist=True,
         )
         if metadata:
-            return dicom_json(request, [header(key, inst) for inst in found])
+            return dicom_json([header(key, inst) for inst in found])
         negotiate(accept, "instances", stored_syntaxes={i.transfer_syntax for i in found})
         files = (store.read_blob(key, inst.blob_id) for inst in found)
         return _multipart(files, "application/dicom")

@@ -59,7 +59,7 @@ from .errors import error_response
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
 
-__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_router", "slide_routers"]
+__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_routers"]
 
 log = logging.getLogger("cpms.store")
 
@@ -202,17 +202,6 @@ def properties_of(src: SlideTileSource) -> dict:
         "deepzoom_levels": len(src.levels),
         "deidentified": p.deidentified,
     }
-
-
-def slide_router(
-    api_root: str,
-    state: State,
-    *,
-    grant_ttl: int = 300,
-    open_slides: int = 8,
-) -> APIRouter:
-    """The slide routes over ``state``; grants are keyed from its keyring."""
-    return slide_routers(api_root, state, grant_ttl=grant_ttl, open_slides=open_slides)[0]
 
 
 def slide_routers(
