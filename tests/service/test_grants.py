@@ -308,3 +308,40 @@ def test_image_grants_let_go_of_a_nonce_without_auditing_it_again(state) -> None
     for token in (first, second, first):  # the second pushes the first out of the set
         grants.verify(token, CASE, IMAGE, "")
     assert len(_views(state, "slide.view")) == 2
+
+
+def _grant_uses(state) -> list[str]:
+    from sqlalchemy import select
+
+    from cpms_hub.store.database import session_scope
+    from cpms_hub.store.schema import GrantUseRow
+
+    with session_scope(state.sessions, write=False) as s:
+        return sorted(s.scalars(select(GrantUseRow.nonce)))
+
+
+def test_a_grant_first_used_by_another_worker_is_not_audited_again(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    # two processes' routers: the same keyring, each its own memory of nonces
+    first = ImageGrants(state, kind="slide", label="slide")
+    second = ImageGrants(state, kind="slide", label="slide")
+    token = first.issue("clin-a", CASE, IMAGE)["grant"]
+    claims = first.verify(token, CASE, IMAGE, "")
+    assert second.already_seen(token, CASE, IMAGE) is None  # not in its memory
+    assert second.verify(token, CASE, IMAGE, "") == claims
+    assert len(_views(state, "slide.view")) == 1
+    assert _grant_uses(state) == [claims.nonce]
+
+
+def test_nonces_of_expired_grants_are_deleted_as_new_ones_are_recorded(state) -> None:
+    from cpms_hub.service.grants import ImageGrants
+
+    now = [1_000_000.0]
+    grants = ImageGrants(state, kind="dicom", label="series", ttl=60, clock=lambda: now[0])
+    old = grants.verify(grants.issue("clin-a", CASE, IMAGE)["grant"], CASE, IMAGE, "")
+    assert _grant_uses(state) == [old.nonce]
+    now[0] += 61  # the first grant has expired
+    new = grants.verify(grants.issue("clin-a", CASE, IMAGE)["grant"], CASE, IMAGE, "")
+    assert _grant_uses(state) == [new.nonce]
+    assert len(_views(state, "dicom.view")) == 2  # the audit entries stay, of course

@@ -116,6 +116,8 @@ def test_migrate_creates_exactly_the_model_schema(engine: Engine) -> None:
             "mail_outbox",
             # follow-ups (0008)
             "followups",
+            # grant first uses (0009)
+            "grant_uses",
         }
     )
     for table in model:

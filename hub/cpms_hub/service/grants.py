@@ -21,9 +21,11 @@ key (HKDF output with its own label), so grants reveal nothing about blind index
 grants of one kind and verifies them, auditing each grant's first use once (``slide.view``,
 ``dicom.view``) rather than once per tile or frame. Each process remembers the nonces it
 has seen (a bounded set, so no database access per tile); on a nonce it has not seen it
-looks for the grant's entry in the audit log, written by another worker process
-(``CPMS_STORE_WORKERS``) or before the set let the nonce go, under the lock appends take,
-and writes the entry only if there is none: once per grant across all workers. If the
+looks the nonce up in ``grant_uses`` (by primary key), where another worker process
+(``CPMS_STORE_WORKERS``) or this one, before the set let the nonce go, recorded it, under
+the lock appends take, and only if it is not there writes the audit entry and the nonce
+in one transaction: once per grant across all workers. Nonces of expired grants are
+deleted as new ones are recorded (an expired grant is refused before this step). If the
 audit write fails the request fails and the nonce is forgotten, so a later request with
 the same grant writes the entry.
 
@@ -51,11 +53,11 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import bindparam, select
+from sqlalchemy import delete, select
 
 from cpms_hub.domain.errors import AuthenticationError
 from cpms_hub.store.database import session_scope
-from cpms_hub.store.schema import AuditHeadRow, AuditRow
+from cpms_hub.store.schema import AuditHeadRow, GrantUseRow
 
 __all__ = [
     "GRANT_HEADER",
@@ -79,16 +81,6 @@ MAX_SEEN_NONCES = 100_000
 MAX_VERIFIED_GRANTS = 10_000
 
 _LOCK_HEAD = select(AuditHeadRow.id).where(AuditHeadRow.id == 1).with_for_update()
-#: the entry of a grant's first use, written by any process (audit_log is indexed by case)
-_ALREADY_AUDITED = (
-    select(AuditRow.seq)
-    .where(
-        AuditRow.case_id == bindparam("case_id"),
-        AuditRow.action == bindparam("action"),
-        AuditRow.detail == bindparam("detail"),
-    )
-    .limit(1)
-)
 
 
 def grant_secret(keyring) -> bytes:  # noqa: ANN001 - cpms_hub.crypto.Keyring
@@ -227,6 +219,7 @@ class ImageGrants:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.issuer = GrantIssuer(grant_secret(state.keyring), ttl=ttl, clock=clock)
+        self._clock = clock
         self._state = state
         self._action = f"{kind}.view"
         self._label = label
@@ -274,11 +267,15 @@ class ImageGrants:
                     # head is locked as for an append (SQLite: the writers' flock), so
                     # the look-up and the append are one step for every process
                     s.execute(_LOCK_HEAD)
-                    seen = s.execute(
-                        _ALREADY_AUDITED,
-                        {"case_id": case_id, "action": self._action, "detail": detail},
-                    ).first()
-                    if seen is None:
+                    if s.get(GrantUseRow, claims.nonce) is None:
+                        now = datetime.fromtimestamp(self._clock(), UTC)
+                        s.execute(delete(GrantUseRow).where(GrantUseRow.expires_at <= now))
+                        s.add(
+                            GrantUseRow(
+                                nonce=claims.nonce,
+                                expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+                            )
+                        )
                         self._state.audit.append(
                             s,
                             actor=claims.user,

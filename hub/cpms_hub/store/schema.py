@@ -35,6 +35,7 @@ __all__ = [
     "BlobRow",
     "AuditRow",
     "AuditHeadRow",
+    "GrantUseRow",
     "ConsentRow",
     "UploadRow",
     "SCHEMA_VERSION",
@@ -246,3 +247,17 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class GrantUseRow(Base):
+    """The first use of an image grant: its nonce, kept until the grant has expired.
+
+    A grant's first use is audited once across all worker processes; this is how a
+    process learns that another one has already written the entry, by primary key
+    (looking for the entry itself meant reading every audit entry of the case).
+    """
+
+    __tablename__ = "grant_uses"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
