@@ -190,6 +190,31 @@ def test_one_view_audited_per_grant(deployment, tokens, case_id, slides) -> None
     assert all(body["grant"] not in e["detail"] for e in views for body in grants)
 
 
+def test_steady_state_tile_is_the_route_answer(deployment, tokens, case_id, slides) -> None:
+    """A grant's first tile is answered by the route (it writes the grant's audit entry);
+    the next ones by the stored-tile path in front of the app: the same bytes and headers.
+    A grant already seen still reaches only its own slide, and errors keep their shape."""
+    first, second = (s["id"] for s in slides)
+    body = _grant(deployment, tokens["clin-a"], case_id, first).json()
+    headers = {GRANT: body["grant"]}
+    url = f"{deployment.url}{body['tiles_url']}12/2_3.jpeg"
+    with _client() as c:
+        by_route = c.get(url, headers=headers)
+        steady = [c.get(url, headers=headers) for _ in range(3)]
+        for t in steady:
+            assert t.status_code == 200 and t.content == by_route.content
+            assert [(k, v) for k, v in t.headers.items() if k != "date"] == [
+                (k, v) for k, v in by_route.headers.items() if k != "date"
+            ]
+        other_slide = f"{deployment.api}/cases/{case_id}/slides/{second}/tiles/12/2_3.jpeg"
+        _error_shape(c.get(other_slide, headers=headers), 401)
+        _error_shape(
+            c.get(f"{deployment.url}{body['tiles_url']}12/2_99.jpeg", headers=headers), 404
+        )
+        _error_shape(c.get(f"{deployment.url}{body['tiles_url']}99/0_0.jpeg", headers=headers), 404)
+        _error_shape(c.get(f"{deployment.url}{body['tiles_url']}12/x_0.jpeg", headers=headers), 422)
+
+
 def test_tiles_need_the_right_grant(deployment, tokens, case_id, slides) -> None:
     first, second = (s["id"] for s in slides)
     other = _grant(deployment, tokens["clin-a"], case_id, second).json()["grant"]

@@ -168,15 +168,15 @@ def _jpeg_prefix(tables: bytes | None, rgb: bool) -> bytes:
     return b"\xff\xd8" + (_ADOBE_RGB if rgb else b"") + body
 
 
-def _strip_app_markers(tile: bytes) -> bytes:
-    """Tile stream after its SOI, without JFIF/Adobe markers that would contradict ours."""
+def _after_app_markers(tile: bytes) -> int:
+    """Where a tile's stream continues after its SOI and any JFIF/Adobe markers (which
+    would contradict ours): the caller joins from there, so the tile is copied once."""
     if not tile.startswith(b"\xff\xd8"):
         raise ValidationError("slide", "stored tile is not a JPEG stream")
-    pos, parts = 2, []
+    pos = 2
     while pos + 4 <= len(tile) and tile[pos] == 0xFF and tile[pos + 1] in (0xE0, 0xEE):
-        pos += 2 + struct.unpack(">H", tile[pos + 2 : pos + 4])[0]
-    parts.append(tile[pos:])
-    return b"".join(parts)
+        pos += 2 + struct.unpack_from(">H", tile, pos + 2)[0]
+    return pos
 
 
 class SlideTileSource:
@@ -391,7 +391,8 @@ class SlideTileSource:
             ):
                 index = row * stored.columns + col
                 raw = self._raw_tile(stored, index)
-                return stored.jpeg_prefix + _strip_app_markers(raw), "image/jpeg"
+                rest = memoryview(raw)[_after_app_markers(raw) :]
+                return b"".join((stored.jpeg_prefix, rest)), "image/jpeg"
         data = self._cache.get(("jpeg", level, col, row))
         return None if data is None else (data, "image/jpeg")  # type: ignore[return-value]
 

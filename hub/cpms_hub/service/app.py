@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -23,6 +24,7 @@ import anyio.from_thread
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from cpms_hub.domain import (
     Account,
@@ -51,6 +53,7 @@ from .dicom_routes import DICOM_ROUTES_DOC
 from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
 from .errors import error_response, install_error_handlers
 from .followup_routes import FOLLOWUP_ROUTES_DOC
+from .grants import GRANT_HEADER
 from .models import (
     AccountOut,
     AuditOut,
@@ -67,6 +70,7 @@ from .models import (
     WithdrawIn,
 )
 from .review_routes import REVIEW_ROUTES_DOC
+from .tile_path import StoredTilePath
 from .upload_routes import CHUNK_ROUTE_SUFFIX, upload_router
 
 __all__ = ["create_app", "ROUTES_DOC"]
@@ -235,6 +239,18 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
+class _StoreApp(FastAPI):
+    """FastAPI, with the steady-state stored tile answered in front of its middleware
+    (:mod:`.tile_path`: a viewer's tiles would otherwise cost the framework more than
+    their own work); every other request goes through the stack as usual."""
+
+    stored_tile_path: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.stored_tile_path is None else self.stored_tile_path(stack)
+
+
 def create_app(
     state: State,
     hub_auth,  # noqa: ANN001 - jupyterhub.services.auth.HubOAuth
@@ -244,7 +260,7 @@ def create_app(
     max_file_bytes: int = 2 * 1024**3 + 1024**2,
 ) -> FastAPI:
     api_root = service_prefix + "api/v1"
-    app = FastAPI(
+    app = _StoreApp(
         title="CPMS case store",
         version="1",
         openapi_url=api_root + "/openapi.json",
@@ -580,9 +596,16 @@ def create_app(
             for e in entries
         ]
 
-    from .slide_routes import slide_routers
+    from .slide_routes import TILE_HEADERS, slide_routers
 
-    slides, slide_tiles = slide_routers(api_root, state)
+    slides, slide_tiles, stored_tile = slide_routers(api_root, state)
+    app.stored_tile_path = partial(
+        StoredTilePath,
+        api_root=api_root,
+        ready=stored_tile,
+        headers=TILE_HEADERS.items(),
+        grant_header=GRANT_HEADER,
+    )
     # the tile and slide descriptor routes are matched first (hidden copies: the OpenAPI
     # document lists them with the other slide routes): a viewer fetches hundreds of
     # tiles a minute, and each route matched before them costs every tile a regex match

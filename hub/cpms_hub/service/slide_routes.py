@@ -31,6 +31,12 @@ service's threads from contending for the GIL and for the slide's file lock. Onl
 first use of a grant (its audit write), the opening of a slide and tiles needing pixel
 work (decode, resize, encode) go to a worker thread.
 
+In front of all that, :class:`.tile_path.StoredTilePath` answers the steady state
+itself, before the framework's middleware, routing and parameter solving (which cost
+each tile more than its own work): ``stored_tile`` below makes the same checks (grant
+seen, valid, scoped and unexpired; slide open; tile ready) and anything else falls
+through to these routes.
+
 Tile responses are ``Cache-Control: private, max-age=3600`` (a slide id's tiles never
 change: a re-import makes a new slide) with ``Vary: X-CPMS-Grant``.
 """
@@ -58,8 +64,9 @@ from .case_access import audit_context, case_policy
 from .errors import error_response
 from .grants import GRANT_HEADER, GrantClaims, ImageGrants
 from .models import ErrorOut
+from .tile_path import ReadyTile
 
-__all__ = ["SLIDE_ROUTES_DOC", "SlideImportIn", "slide_routers"]
+__all__ = ["SLIDE_ROUTES_DOC", "TILE_HEADERS", "SlideImportIn", "slide_routers"]
 
 log = logging.getLogger("cpms.store")
 
@@ -77,7 +84,7 @@ SLIDE_ROUTES_DOC: tuple[tuple[str, str], ...] = (
 _ERRORS = {s: {"model": ErrorOut} for s in (400, 401, 403, 404, 409, 410, 413, 415, 422)}
 _PRIVATE = {"Cache-Control": "private, no-store"}
 #: tiles of one slide id never change, so the browser may keep them; per grant (Vary)
-_TILE_HEADERS = {
+TILE_HEADERS = {
     "Cache-Control": "private, max-age=3600",
     "Vary": GRANT_HEADER,
     "X-Content-Type-Options": "nosniff",
@@ -210,9 +217,10 @@ def slide_routers(
     *,
     grant_ttl: int = 300,
     open_slides: int = 8,
-) -> tuple[APIRouter, APIRouter]:
-    """``(routes, hot)``: the slide routes over ``state``, and the descriptor and tile
-    routes again (the same endpoints) in a router hidden from the OpenAPI document.
+) -> tuple[APIRouter, APIRouter, ReadyTile]:
+    """``(routes, hot, stored_tile)``: the slide routes over ``state``, the descriptor
+    and tile routes again (the same endpoints) in a router hidden from the OpenAPI
+    document, and the steady-state tile for :class:`.tile_path.StoredTilePath`.
 
     An app includes ``hot`` before its other routers: a request is matched against the
     routes in order, one regular expression each, and a viewer fetches hundreds of
@@ -320,7 +328,7 @@ def slide_routers(
             xml = entry.source.dzi()
         finally:
             cache.release(entry)
-        return Response(xml, media_type="application/xml", headers=_TILE_HEADERS)
+        return Response(xml, media_type="application/xml", headers=TILE_HEADERS)
 
     @hot.get(
         "/cases/{case_id}/slides/{slide_id}/tiles/{level}/{col}_{row}.jpeg",
@@ -355,7 +363,7 @@ def slide_routers(
         finally:
             cache.release(entry)
         data, media_type = found
-        return Response(data, media_type=media_type, headers=_TILE_HEADERS)
+        return Response(data, media_type=media_type, headers=TILE_HEADERS)
 
     @router.get("/cases/{case_id}/slides/{slide_id}/properties")
     def properties(case_id: str, slide_id: str, request: Request, actor: ActorDep) -> JSONResponse:
@@ -392,4 +400,20 @@ def slide_routers(
             ctx=audit_context(request, actor.name),
         )
 
-    return router, hot
+    def stored_tile(
+        case_id: str, slide_id: str, level: int, col: int, row: int, grant: str | None
+    ) -> tuple[bytes, str] | None:
+        """The steady-state tile for :class:`.tile_path.StoredTilePath`: the grant seen
+        and valid for this case and slide, the slide open, the tile ready without pixel
+        work; None (or an exception) sends the request to :func:`tile` instead."""
+        if grants.already_seen(grant, case_id, slide_id) is None:  # first use: audit
+            return None
+        entry = cache.peek(f"{case_id}/{slide_id}")
+        if entry is None:
+            return None
+        try:
+            return entry.source.ready_tile(level, col, row)
+        finally:
+            cache.release(entry)
+
+    return router, hot, stored_tile
