@@ -44,13 +44,14 @@ from cpms_hub.state import State
 from cpms_hub.store import session_scope
 from cpms_hub.store.uploads import CHUNK_SIZE
 
-from .auth import XSRF_COOKIE, Authenticator, Identity
+from .auth import XSRF_COOKIE, Authenticator
 from .case_access import audit_context, case_policy, require
 from .clinical_checks import submission_problems, vocabulary_problems
 from .dicom_routes import DICOM_ROUTES_DOC
 from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
 from .errors import error_response, install_error_handlers
 from .followup_routes import FOLLOWUP_ROUTES_DOC
+from .hot_routes import HotCaseReads
 from .models import (
     AccountOut,
     AuditOut,
@@ -197,16 +198,6 @@ async def current_actor(request: Request) -> Actor:
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-async def current_identity(request: Request) -> Identity:
-    return await request.app.state.cpms_auth.identity(request)
-
-
-#: for the hottest routes: the hub's word only; the route calls ``auth.actor_of`` itself,
-#: where it reads the case (on the event loop, or in its one worker thread), which saves
-#: the request a hop to the thread pool
-IdentityDep = Annotated[Identity, Depends(current_identity)]
-
-
 class _BodyLimit:
     """Refuse bodies over the limit with 413 before reading them (pure ASGI)."""
 
@@ -328,8 +319,9 @@ def create_app(
     # server's are not: there a statement waits on the network, so it runs in a worker thread
     reads_on_loop = state.engine.dialect.name == "sqlite"
 
-    @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
-    async def read_case(case_id: str, request: Request, who: IdentityDep) -> Response:
+    async def read_case_response(case_id: str, request: Request) -> Response:
+        # the caller identified here, not as a dependency: HotCaseReads calls this directly
+        who = await auth.identity(request)
         ctx = audit_context(request, who.name)
         if reads_on_loop:
             actor = auth.actor_of(who)
@@ -347,6 +339,14 @@ def create_app(
             case = await run_in_threadpool(read)
         # serialised once, here: the body is a CaseOut already, no second validation pass
         return Response(_case_model(case).model_dump_json(), media_type="application/json")
+
+    @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
+    async def read_case(case_id: str, request: Request) -> Response:
+        """One case, decrypted, if policy allows (every read audited, allowed or not).
+
+        Served by :class:`~.hot_routes.HotCaseReads` before FastAPI's routing; this
+        route documents it and answers whatever that middleware leaves to FastAPI."""
+        return await read_case_response(case_id, request)
 
     @router.patch("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
     def update_case(case_id: str, body: CaseUpdate, request: Request, actor: ActorDep) -> dict:
@@ -645,6 +645,10 @@ def create_app(
     async def _not_found(_: Request, __: Exception) -> JSONResponse:
         return error_response(404, "not found", ["no such route"])
 
+    # added before _BodyLimit, so inside it: a GET has no body to limit anyway
+    app.add_middleware(
+        HotCaseReads, cases_prefix=api_root + "/cases/", handler=read_case_response
+    )
     app.add_middleware(
         _BodyLimit,
         json_limit=state.settings.max_body_bytes,
