@@ -46,7 +46,7 @@ from cpms_hub.state import State
 from cpms_hub.store import session_scope
 from cpms_hub.store.uploads import CHUNK_SIZE
 
-from .auth import XSRF_COOKIE, Authenticator, Identity
+from .auth import XSRF_COOKIE, Authenticator
 from .case_access import audit_context, case_policy, require
 from .clinical_checks import submission_problems, vocabulary_problems
 from .dicom_routes import DICOM_ROUTES_DOC
@@ -54,6 +54,7 @@ from .dicomweb_routes import DICOMWEB_ROUTES_DOC, is_stow_path
 from .errors import error_response, install_error_handlers
 from .followup_routes import FOLLOWUP_ROUTES_DOC
 from .grants import GRANT_HEADER
+from .hot_routes import HotCaseReads
 from .models import (
     AccountOut,
     AuditOut,
@@ -201,16 +202,6 @@ async def current_actor(request: Request) -> Actor:
 ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
-async def current_identity(request: Request) -> Identity:
-    return await request.app.state.cpms_auth.identity(request)
-
-
-#: for the hottest routes: the hub's word only; the route calls ``auth.actor_of`` itself,
-#: where it reads the case (on the event loop, or in its one worker thread), which saves
-#: the request a hop to the thread pool
-IdentityDep = Annotated[Identity, Depends(current_identity)]
-
-
 class _BodyLimit:
     """Refuse bodies over the limit with 413 before reading them (pure ASGI)."""
 
@@ -240,15 +231,22 @@ class _BodyLimit:
 
 
 class _StoreApp(FastAPI):
-    """FastAPI, with the steady-state stored tile answered in front of its middleware
-    (:mod:`.tile_path`: a viewer's tiles would otherwise cost the framework more than
-    their own work); every other request goes through the stack as usual."""
+    """FastAPI, with the hottest requests answered in front of its middleware stack.
 
-    stored_tile_path: Callable[[ASGIApp], ASGIApp] | None = None
+    Each of ``fast_paths`` wraps the built stack (the first one outermost): a pure ASGI
+    app that answers the steady state of one route itself and hands everything else on
+    (:class:`.hot_routes.HotCaseReads`, :class:`.tile_path.StoredTilePath`). For those
+    requests the middlewares, the route matching and the dependency solving cost more
+    than the work itself; every other request goes through the stack as usual.
+    """
+
+    fast_paths: tuple[Callable[[ASGIApp], ASGIApp], ...] = ()
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
-        return stack if self.stored_tile_path is None else self.stored_tile_path(stack)
+        for wrap in reversed(self.fast_paths):
+            stack = wrap(stack)
+        return stack
 
 
 def create_app(
@@ -344,8 +342,9 @@ def create_app(
     # server's are not: there a statement waits on the network, so it runs in a worker thread
     reads_on_loop = state.engine.dialect.name == "sqlite"
 
-    @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
-    async def read_case(case_id: str, request: Request, who: IdentityDep) -> Response:
+    async def read_case_response(case_id: str, request: Request) -> Response:
+        # the caller identified here, not as a dependency: HotCaseReads calls this directly
+        who = await auth.identity(request)
         ctx = audit_context(request, who.name)
         if reads_on_loop:
             actor = auth.actor_of(who)
@@ -363,6 +362,14 @@ def create_app(
             case = await run_in_threadpool(read)
         # serialised once, here: the body is a CaseOut already, no second validation pass
         return Response(_case_model(case).model_dump_json(), media_type="application/json")
+
+    @router.get("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
+    async def read_case(case_id: str, request: Request) -> Response:
+        """One case, decrypted, if policy allows (every read audited, allowed or not).
+
+        Served by :class:`~.hot_routes.HotCaseReads` before FastAPI's routing; this
+        route documents it and answers whatever that middleware leaves to FastAPI."""
+        return await read_case_response(case_id, request)
 
     @router.patch("/cases/{case_id}", response_model=CaseOut, tags=["cases"])
     def update_case(case_id: str, body: CaseUpdate, request: Request, actor: ActorDep) -> dict:
@@ -599,12 +606,16 @@ def create_app(
     from .slide_routes import TILE_HEADERS, slide_routers
 
     slides, slide_tiles, stored_tile = slide_routers(api_root, state)
-    app.stored_tile_path = partial(
-        StoredTilePath,
-        api_root=api_root,
-        ready=stored_tile,
-        headers=TILE_HEADERS.items(),
-        grant_header=GRANT_HEADER,
+    # a notebook reads cases, a viewer fetches hundreds of tiles a minute
+    app.fast_paths = (
+        partial(HotCaseReads, cases_prefix=api_root + "/cases/", handler=read_case_response),
+        partial(
+            StoredTilePath,
+            api_root=api_root,
+            ready=stored_tile,
+            headers=TILE_HEADERS.items(),
+            grant_header=GRANT_HEADER,
+        ),
     )
     # the tile and slide descriptor routes are matched first (hidden copies: the OpenAPI
     # document lists them with the other slide routes): a viewer fetches hundreds of

@@ -29,7 +29,13 @@ from cpms_hub.domain.errors import (
     ValidationError,
 )
 
-__all__ = ["error_response", "install_error_handlers", "ERROR_STATUS"]
+__all__ = [
+    "error_response",
+    "cpms_error_response",
+    "unexpected_error_response",
+    "install_error_handlers",
+    "ERROR_STATUS",
+]
 
 log = logging.getLogger("cpms.store")
 
@@ -57,6 +63,25 @@ def error_response(
     )
 
 
+def cpms_error_response(exc: CpmsError) -> JSONResponse:
+    """The answer to a :class:`CpmsError` raised by a route (or by its dependencies)."""
+    status, error = next(
+        (v for k, v in ERROR_STATUS.items() if isinstance(exc, k)), (500, "internal error")
+    )
+    if isinstance(exc, IntegrityError | ConfigurationError):
+        # operators need to know; the caller gets no crypto detail
+        log.error("%s: %s", type(exc).__name__, exc)
+        return error_response(status, error, [error])
+    return error_response(status, error, exc.reasons)
+
+
+def unexpected_error_response(exc: BaseException) -> JSONResponse:
+    """The answer to any other exception: a bare 500, its type logged (never its text)."""
+    # type only: exception text may quote data
+    log.error("unexpected %s", type(exc).__name__)
+    return error_response(500, "internal error", ["internal error"])
+
+
 def _field_path(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -65,14 +90,7 @@ def _field_path(loc: tuple) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CpmsError)
     async def _cpms(_: Request, exc: CpmsError) -> JSONResponse:
-        status, error = next(
-            (v for k, v in ERROR_STATUS.items() if isinstance(exc, k)), (500, "internal error")
-        )
-        if isinstance(exc, IntegrityError | ConfigurationError):
-            # operators need to know; the caller gets no crypto detail
-            log.error("%s: %s", type(exc).__name__, exc)
-            return error_response(status, error, [error])
-        return error_response(status, error, exc.reasons)
+        return cpms_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -99,6 +117,4 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # type only: exception text may quote data
-        log.error("unexpected %s", type(exc).__name__)
-        return error_response(500, "internal error", ["internal error"])
+        return unexpected_error_response(exc)

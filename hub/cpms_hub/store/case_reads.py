@@ -15,12 +15,15 @@ top; here one statement brings everything a read needs:
 
 The statement is built once at import and compiled once by SQLAlchemy's cache;
 a call binds the case id and the key id. Both SQLite and PostgreSQL run it as
-it is. Nothing here decrypts: :class:`CaseSnapshot` holds ciphertext and the
-clear columns, and :mod:`.cases` decrypts after policy has allowed the read.
+it is; on a SQLite file it goes straight through the driver
+(:mod:`.sqlite_reads`), without a pooled connection or a transaction of ours.
+Nothing here decrypts: :class:`CaseSnapshot` holds ciphertext and the clear
+columns, and :mod:`.cases` decrypts after policy has allowed the read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +33,7 @@ from cpms_hub.domain import CaseMember, CaseRef, CaseStatus, ConsentScope, Membe
 
 from .keys import case_key_id
 from .schema import CaseMemberRow, CaseRow, ConsentRow, DataKeyRow
+from .sqlite_reads import SqliteReader
 
 __all__ = ["CaseSnapshot", "fetch_case"]
 
@@ -92,9 +96,19 @@ def _scopes(text: str | None) -> frozenset[ConsentScope]:
     return frozenset(ConsentScope(s) for s in (text or "").split(",") if s)
 
 
-def fetch_case(conn: Connection, case_id: str) -> CaseSnapshot | None:
-    """The case ``case_id`` in one statement, or None if there is no such case."""
-    rows = conn.execute(_READ, {"case_id": case_id, "key_id": case_key_id(case_id)}).all()
+def fetch_case(source: Connection | SqliteReader, case_id: str) -> CaseSnapshot | None:
+    """The case ``case_id`` in one statement, or None if there is no such case.
+
+    ``source`` is a Core connection (in a read-only transaction) or, on a SQLite
+    file, the engine's :class:`~.sqlite_reads.SqliteReader`: both give the same rows.
+    """
+    params = {"case_id": case_id, "key_id": case_key_id(case_id)}
+    if isinstance(source, SqliteReader):
+        return _snapshot(case_id, source.all(_READ, params))
+    return _snapshot(case_id, source.execute(_READ, params).all())
+
+
+def _snapshot(case_id: str, rows: Sequence) -> CaseSnapshot | None:
     if not rows:
         return None
     first = rows[0]

@@ -58,6 +58,7 @@ from .case_reads import fetch_case
 from .database import TRANSACTION_MEMO, read_connection, session_scope
 from .keys import DataKeys, case_key_id
 from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
+from .sqlite_reads import reader_for
 
 __all__ = ["CaseStore", "AuditContext", "Verdict"]
 
@@ -382,8 +383,13 @@ class CaseStore:
     def _read(self, case_id: str, authorize: Authorize) -> _CaseRead:
         snap = None
         if _is_uuid(case_id):
-            with read_connection(self.sessions) as conn:
-                snap = fetch_case(conn, case_id)
+            # on a SQLite file one autocommit SELECT through the driver, else a Core read
+            reader = reader_for(self.sessions.kw["bind"])
+            if reader is not None:
+                snap = fetch_case(reader, case_id)
+            else:
+                with read_connection(self.sessions) as conn:
+                    snap = fetch_case(conn, case_id)
         if snap is None:
             raise NotFoundError("no such case")
         verdict = authorize(snap.ref)

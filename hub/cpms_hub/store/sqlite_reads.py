@@ -1,0 +1,215 @@
+"""Single-statement reads on SQLite straight through the ``sqlite3`` driver.
+
+The store reads two rows on every request: the caller's account, then the
+case. Each took a pooled SQLAlchemy connection (check-out, ``BEGIN``,
+``ROLLBACK``, check-in) and Core's execution machinery around a statement that
+SQLite itself answers in about a microsecond: some 80 µs of the interpreter's
+time per statement, about half of a read's cost in the store process.
+
+Here a statement runs on a ``sqlite3`` connection of this thread's own:
+
+* one connection per thread (and per process: a connection is never carried
+  across ``fork``), opened on the engine's database file with the pragmas of
+  :func:`~.database.make_engine` (WAL, foreign keys, busy timeout) and
+  ``PRAGMA query_only=ON``, so it can never write;
+* in autocommit mode (``isolation_level=None``): SQLite runs a lone ``SELECT``
+  in its own read transaction, one consistent snapshot begun when the
+  statement starts and ended when it is done. Nothing is left open between
+  statements, so the next read sees whatever another connection or process
+  has committed since (a destroyed key, a disabled account), and a reader
+  never holds the WAL back from being checkpointed;
+* the Core ``select()`` is compiled once, for the engine's SQLite dialect, and
+  its result values pass through the very result processors SQLAlchemy would
+  apply (each column type's ``result_processor`` for that dialect: SQLite's
+  text dates parsed, then our ``UTCDateTime`` making them UTC-aware, ...), so
+  callers get what the Core path gives them; rows are named tuples, read by
+  attribute like Core's ``Row``.
+
+Connections are closed when the engine is disposed (``State.close``), and one
+a finished thread leaves behind is closed with the thread's local storage.
+A database in memory has no file to open a second connection on: there
+:func:`reader_for` answers None and callers keep the pooled Core path, as on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Select, event
+
+__all__ = ["SqliteReader", "reader_for"]
+
+#: the pragmas of ``make_engine``'s connections (journal_mode is the file's, kept by WAL)
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA query_only=ON",
+)
+
+
+class _Compiled:
+    """A ``select()`` compiled for one dialect: SQL text, parameter order, converters."""
+
+    __slots__ = ("sql", "params", "row", "converters")
+
+    def __init__(self, stmt: Select, dialect: Any) -> None:  # noqa: ANN401 - a SQLAlchemy Dialect
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        if not compiled.positional:
+            raise ValueError("the SQLite dialect is expected to bind parameters by position")
+        self.sql = compiled.string
+        # fixed values (LIMIT 1, literals) are bound now; required ones per call
+        fixed = compiled.construct_params(_check=False)
+        required = {b.key for b in compiled.binds.values() if b.required}
+        types = {b.key: b.type for b in compiled.binds.values()}
+        params: list[tuple[str, bool, Any, Callable | None]] = []
+        for name in compiled.positiontup or ():
+            proc = (
+                types[name].dialect_impl(dialect).bind_processor(dialect) if name in types else None
+            )
+            params.append((name, name in required, fixed.get(name), proc))
+        self.params = tuple(params)
+        columns = list(stmt.selected_columns)
+        self.row = namedtuple("Row", [c.key for c in columns])  # noqa: PYI024
+        self.converters = tuple(
+            (i, proc)
+            for i, c in enumerate(columns)
+            if (proc := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        )
+
+    def bind(self, values: Mapping[str, Any]) -> tuple:
+        out = []
+        for name, required, fixed, proc in self.params:
+            value = values[name] if required else fixed
+            out.append(proc(value) if proc is not None else value)
+        return tuple(out)
+
+    def rows(self, raw: Sequence[tuple]) -> list[tuple]:
+        make = self.row._make
+        converters = self.converters
+        if not converters:
+            return [make(r) for r in raw]
+        out = []
+        for r in raw:
+            values = list(r)
+            for i, proc in converters:
+                values[i] = proc(values[i])
+            out.append(make(values))
+        return out
+
+
+class _Held:
+    """One thread's connection; closed when the thread's local storage drops it."""
+
+    __slots__ = ("conn", "pid", "generation", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection, generation: int) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+        self.generation = generation
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __del__(self) -> None:
+        # never in a forked child: closing there could disturb the parent's locks on the file
+        if self.pid == os.getpid():
+            self.close()
+
+
+#: connections opened before a fork, kept referenced in the child so they are never closed there
+_INHERITED: list[_Held] = []
+
+
+class SqliteReader:
+    """Runs Core ``select()`` statements on this thread's read-only ``sqlite3`` connection."""
+
+    def __init__(self, path: str, dialect: Any) -> None:  # noqa: ANN401 - a SQLAlchemy Dialect
+        self.path = path
+        self.dialect = dialect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[_Held] = weakref.WeakSet()
+        self._generation = 0
+        self._compiled: dict[int, tuple[Select, _Compiled]] = {}
+
+    def all(self, stmt: Select, params: Mapping[str, Any]) -> list[tuple]:
+        """Every row ``stmt`` selects with ``params``, values as Core would give them."""
+        entry = self._compiled.get(id(stmt))
+        if entry is None or entry[0] is not stmt:
+            entry = (stmt, _Compiled(stmt, self.dialect))
+            self._compiled[id(stmt)] = entry
+        compiled = entry[1]
+        raw = self._connection().execute(compiled.sql, compiled.bind(params)).fetchall()
+        return compiled.rows(raw)
+
+    def one_or_none(self, stmt: Select, params: Mapping[str, Any]) -> tuple | None:
+        rows = self.all(stmt, params)
+        if len(rows) > 1:
+            raise ValueError("more than one row where at most one was expected")
+        return rows[0] if rows else None
+
+    def _connection(self) -> sqlite3.Connection:
+        held = getattr(self._local, "held", None)
+        if held is not None and held.generation == self._generation:
+            if held.pid == os.getpid():
+                return held.conn
+            _INHERITED.append(held)
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            for pragma in _PRAGMAS:
+                conn.execute(pragma)
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            held = _Held(conn, self._generation)
+            self._open.add(held)
+        self._local.held = held
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection; a later read opens a new one."""
+        with self._lock:
+            self._generation += 1
+            held = list(self._open)
+            self._open = weakref.WeakSet()
+        pid = os.getpid()
+        for h in held:
+            if h.pid == pid:
+                h.close()
+
+
+#: one reader per SQLite engine with a database file
+_READERS: weakref.WeakKeyDictionary[Engine, SqliteReader] = weakref.WeakKeyDictionary()
+_READERS_LOCK = threading.Lock()
+
+
+def reader_for(engine: Engine) -> SqliteReader | None:
+    """The reader of ``engine``'s database, or None (not SQLite, or no file to share)."""
+    reader = _READERS.get(engine)
+    if reader is not None:
+        return reader
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    path = url.database
+    if not path or path == ":memory:" or path.startswith("file:") or url.query:
+        return None
+    with _READERS_LOCK:
+        reader = _READERS.get(engine)
+        if reader is None:
+            reader = SqliteReader(os.path.abspath(path), engine.dialect)
+            event.listen(engine, "engine_disposed", lambda _engine: reader.close())
+            _READERS[engine] = reader
+    return reader
