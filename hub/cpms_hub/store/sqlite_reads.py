@@ -18,12 +18,10 @@ Here a statement runs on a ``sqlite3`` connection of this thread's own:
   statements, so the next read sees whatever another connection or process
   has committed since (a destroyed key, a disabled account), and a reader
   never holds the WAL back from being checkpointed;
-* the Core ``select()`` is compiled once, for the engine's SQLite dialect, and
-  its result values pass through the very result processors SQLAlchemy would
-  apply (each column type's ``result_processor`` for that dialect: SQLite's
-  text dates parsed, then our ``UTCDateTime`` making them UTC-aware, ...), so
-  callers get what the Core path gives them; rows are named tuples, read by
-  attribute like Core's ``Row``.
+* the Core ``select()`` is compiled once, for the engine's SQLite dialect
+  (:class:`~.driver_statements.DriverStatement`), and its values pass through
+  the very processors SQLAlchemy would apply, so callers get what the Core
+  path gives them; rows are named tuples, read by attribute like Core's ``Row``.
 
 Connections are closed when the engine is disposed (``State.close``), and one
 a finished thread leaves behind is closed with the thread's local storage.
@@ -38,11 +36,12 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, Select, event
+
+from .driver_statements import DriverStatement
 
 __all__ = ["SqliteReader", "reader_for"]
 
@@ -53,56 +52,6 @@ _PRAGMAS = (
     "PRAGMA busy_timeout=30000",
     "PRAGMA query_only=ON",
 )
-
-
-class _Compiled:
-    """A ``select()`` compiled for one dialect: SQL text, parameter order, converters."""
-
-    __slots__ = ("sql", "params", "row", "converters")
-
-    def __init__(self, stmt: Select, dialect: Any) -> None:  # noqa: ANN401 - a SQLAlchemy Dialect
-        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        if not compiled.positional:
-            raise ValueError("the SQLite dialect is expected to bind parameters by position")
-        self.sql = compiled.string
-        # fixed values (LIMIT 1, literals) are bound now; required ones per call
-        fixed = compiled.construct_params(_check=False)
-        required = {b.key for b in compiled.binds.values() if b.required}
-        types = {b.key: b.type for b in compiled.binds.values()}
-        params: list[tuple[str, bool, Any, Callable | None]] = []
-        for name in compiled.positiontup or ():
-            proc = (
-                types[name].dialect_impl(dialect).bind_processor(dialect) if name in types else None
-            )
-            params.append((name, name in required, fixed.get(name), proc))
-        self.params = tuple(params)
-        columns = list(stmt.selected_columns)
-        self.row = namedtuple("Row", [c.key for c in columns])  # noqa: PYI024
-        self.converters = tuple(
-            (i, proc)
-            for i, c in enumerate(columns)
-            if (proc := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
-        )
-
-    def bind(self, values: Mapping[str, Any]) -> tuple:
-        out = []
-        for name, required, fixed, proc in self.params:
-            value = values[name] if required else fixed
-            out.append(proc(value) if proc is not None else value)
-        return tuple(out)
-
-    def rows(self, raw: Sequence[tuple]) -> list[tuple]:
-        make = self.row._make
-        converters = self.converters
-        if not converters:
-            return [make(r) for r in raw]
-        out = []
-        for r in raw:
-            values = list(r)
-            for i, proc in converters:
-                values[i] = proc(values[i])
-            out.append(make(values))
-        return out
 
 
 class _Held:
@@ -141,13 +90,13 @@ class SqliteReader:
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._generation = 0
-        self._compiled: dict[int, tuple[Select, _Compiled]] = {}
+        self._compiled: dict[int, tuple[Select, DriverStatement]] = {}
 
     def all(self, stmt: Select, params: Mapping[str, Any]) -> list[tuple]:
         """Every row ``stmt`` selects with ``params``, values as Core would give them."""
         entry = self._compiled.get(id(stmt))
         if entry is None or entry[0] is not stmt:
-            entry = (stmt, _Compiled(stmt, self.dialect))
+            entry = (stmt, DriverStatement(stmt, self.dialect))
             self._compiled[id(stmt)] = entry
         compiled = entry[1]
         raw = self._connection().execute(compiled.sql, compiled.bind(params)).fetchall()
