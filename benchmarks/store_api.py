@@ -276,11 +276,9 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
     from cpms_hub.store import AuditContext
     from cpms_hub.store.case_reads import fetch_case
     from cpms_hub.store.cases import _case_of
-    from cpms_hub.store.database import read_connection
     from cpms_hub.store.keys import case_key_id
-    from cpms_hub.store.sqlite_reads import reader_for
+    from cpms_hub.store.sqlite_reads import read_statements
 
-    reader = reader_for(state.engine)
     account = state.accounts.get(ACCOUNT)
     actor = Actor(
         ACCOUNT,
@@ -306,11 +304,8 @@ def read_phases(state, case_ids: list[str]) -> dict[str, float]:  # noqa: ANN001
     for i in range(600):
         cid = rng.choice(case_ids)
         t0 = time.perf_counter()
-        if reader is not None:  # as CaseStore reads: the driver on a SQLite file
-            snap = fetch_case(reader, cid)
-        else:
-            with read_connection(state.sessions) as conn:
-                snap = fetch_case(conn, cid)
+        with read_statements(state.sessions) as source:  # as CaseStore reads
+            snap = fetch_case(source, cid)
         t1 = time.perf_counter()
         assert decide(actor, Action.CASE_READ, snap.ref).allowed
         t2 = time.perf_counter()

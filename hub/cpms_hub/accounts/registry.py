@@ -63,10 +63,10 @@ from cpms_hub.domain.errors import (
 )
 from cpms_hub.domain.roles import Role
 from cpms_hub.store.audit import AuditTrail
-from cpms_hub.store.database import read_connection, session_scope
+from cpms_hub.store.database import session_scope
 from cpms_hub.store.keys import SYSTEM_ACCOUNTS_KEY, DataKeys
 from cpms_hub.store.schema import AccountRow
-from cpms_hub.store.sqlite_reads import reader_for
+from cpms_hub.store.sqlite_reads import read_statements
 
 from . import totp
 from .passwords import PasswordHashing, check_password_policy
@@ -373,12 +373,8 @@ class AccountRegistry:
             # one statement: on a SQLite file straight through the driver in autocommit
             # (its own snapshot, so a disable committed elsewhere is seen at once), else
             # a Core read-only connection; never a Session or the write lock
-            reader = reader_for(self._sessions.kw["bind"])
-            if reader is not None:
-                row = reader.one_or_none(_GET, {"name": name})
-            else:
-                with read_connection(self._sessions) as conn:
-                    row = conn.execute(_GET, {"name": name}).one_or_none()
+            with read_statements(self._sessions) as source:
+                row = source.execute(_GET, {"name": name}).one_or_none()
         if row is None:
             raise NotFoundError(f"no account {name!r}" if _well_formed(name) else "no such account")
         return _to_account(row)

@@ -64,14 +64,13 @@ def _utc_iso(at: datetime) -> str:
 _HEAD_FOR_UPDATE = (
     select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
 )
-_INSERT = insert(AuditRow)
 _MOVE_HEAD = (
     update(AuditHeadRow)
     .where(AuditHeadRow.id == 1)
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 )
-#: every column bound by name, so the driver's form takes the rows' dicts as they are
-_INSERT_ALL = insert(AuditRow).values({c.key: bindparam(c.key) for c in AuditRow.__table__.c})
+#: every column bound by name: Core and the driver's form both take the rows' dicts
+_INSERT = insert(AuditRow).values({c.key: bindparam(c.key) for c in AuditRow.__table__.c})
 
 
 class _DriverAppend:
@@ -80,7 +79,7 @@ class _DriverAppend:
     def __init__(self, dialect: Dialect) -> None:
         # SQLite compiles FOR UPDATE to nothing: its transaction holds the write lock
         self.head = DriverStatement(_HEAD_FOR_UPDATE, dialect)
-        self.insert = DriverStatement(_INSERT_ALL, dialect)
+        self.insert = DriverStatement(_INSERT, dialect)
         self.move_head = DriverStatement(_MOVE_HEAD, dialect)
 
 

@@ -23,7 +23,6 @@ columns, and :mod:`.cases` decrypts after policy has allowed the read.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -100,15 +99,10 @@ def fetch_case(source: Connection | SqliteReader, case_id: str) -> CaseSnapshot 
     """The case ``case_id`` in one statement, or None if there is no such case.
 
     ``source`` is a Core connection (in a read-only transaction) or, on a SQLite
-    file, the engine's :class:`~.sqlite_reads.SqliteReader`: both give the same rows.
+    file, the engine's :class:`~.sqlite_reads.SqliteReader`: both give the same rows
+    (see :func:`~.sqlite_reads.read_statements`).
     """
-    params = {"case_id": case_id, "key_id": case_key_id(case_id)}
-    if isinstance(source, SqliteReader):
-        return _snapshot(case_id, source.all(_READ, params))
-    return _snapshot(case_id, source.execute(_READ, params).all())
-
-
-def _snapshot(case_id: str, rows: Sequence) -> CaseSnapshot | None:
+    rows = source.execute(_READ, {"case_id": case_id, "key_id": case_key_id(case_id)}).all()
     if not rows:
         return None
     first = rows[0]

@@ -55,10 +55,10 @@ from .audit import AuditTrail
 from .audit_commit import AuditGroupCommit
 from .blobs import LocalBlobBackend
 from .case_reads import fetch_case
-from .database import TRANSACTION_MEMO, read_connection, session_scope
+from .database import TRANSACTION_MEMO, session_scope
 from .keys import DataKeys, case_key_id
 from .schema import SCHEMA_VERSION, BlobRow, CaseMemberRow, CaseRow, ConsentRow
-from .sqlite_reads import reader_for
+from .sqlite_reads import read_statements
 
 __all__ = ["CaseStore", "AuditContext", "Verdict"]
 
@@ -384,12 +384,8 @@ class CaseStore:
         snap = None
         if _is_uuid(case_id):
             # on a SQLite file one autocommit SELECT through the driver, else a Core read
-            reader = reader_for(self.sessions.kw["bind"])
-            if reader is not None:
-                snap = fetch_case(reader, case_id)
-            else:
-                with read_connection(self.sessions) as conn:
-                    snap = fetch_case(conn, case_id)
+            with read_statements(self.sessions) as source:
+                snap = fetch_case(source, case_id)
         if snap is None:
             raise NotFoundError("no such case")
         verdict = authorize(snap.ref)

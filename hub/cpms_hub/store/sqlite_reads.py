@@ -36,14 +36,17 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, Select, event
+from sqlalchemy import Connection, Engine, Select, event
+from sqlalchemy.orm import Session, sessionmaker
 
+from .database import read_connection
 from .driver_statements import DriverStatement
 
-__all__ = ["SqliteReader", "reader_for"]
+__all__ = ["Rows", "SqliteReader", "read_statements", "reader_for"]
 
 #: the pragmas of ``make_engine``'s connections (journal_mode is the file's, kept by WAL)
 _PRAGMAS = (
@@ -80,6 +83,18 @@ class _Held:
 _INHERITED: list[_Held] = []
 
 
+class Rows(list):
+    """A statement's rows, read the way callers read a Core result."""
+
+    def all(self) -> list[tuple]:
+        return list(self)
+
+    def one_or_none(self) -> tuple | None:
+        if len(self) > 1:
+            raise ValueError("more than one row where at most one was expected")
+        return self[0] if self else None
+
+
 class SqliteReader:
     """Runs Core ``select()`` statements on this thread's read-only ``sqlite3`` connection."""
 
@@ -92,21 +107,23 @@ class SqliteReader:
         self._generation = 0
         self._compiled: dict[int, tuple[Select, DriverStatement]] = {}
 
-    def all(self, stmt: Select, params: Mapping[str, Any]) -> list[tuple]:
-        """Every row ``stmt`` selects with ``params``, values as Core would give them."""
+    def execute(self, stmt: Select, params: Mapping[str, Any]) -> Rows:
+        """The rows ``stmt`` selects with ``params``, values as Core would give them;
+        read like a Core result (``.all()``, ``.one_or_none()``)."""
         entry = self._compiled.get(id(stmt))
         if entry is None or entry[0] is not stmt:
             entry = (stmt, DriverStatement(stmt, self.dialect))
             self._compiled[id(stmt)] = entry
         compiled = entry[1]
         raw = self._connection().execute(compiled.sql, compiled.bind(params)).fetchall()
-        return compiled.rows(raw)
+        return Rows(compiled.rows(raw))
+
+    def all(self, stmt: Select, params: Mapping[str, Any]) -> list[tuple]:
+        """Every row ``stmt`` selects with ``params``."""
+        return self.execute(stmt, params).all()
 
     def one_or_none(self, stmt: Select, params: Mapping[str, Any]) -> tuple | None:
-        rows = self.all(stmt, params)
-        if len(rows) > 1:
-            raise ValueError("more than one row where at most one was expected")
-        return rows[0] if rows else None
+        return self.execute(stmt, params).one_or_none()
 
     def _connection(self) -> sqlite3.Connection:
         held = getattr(self._local, "held", None)
@@ -162,3 +179,16 @@ def reader_for(engine: Engine) -> SqliteReader | None:
             event.listen(engine, "engine_disposed", lambda _engine: reader.close())
             _READERS[engine] = reader
     return reader
+
+
+@contextmanager
+def read_statements(sessions: sessionmaker[Session]) -> Iterator[SqliteReader | Connection]:
+    """Where single-statement reads run: the engine's :class:`SqliteReader` on a SQLite
+    file, else a read-only Core connection (PostgreSQL, SQLite in memory). Either
+    answers ``execute(stmt, params).all()`` and ``.one_or_none()`` alike."""
+    reader = reader_for(sessions.kw["bind"])
+    if reader is not None:
+        yield reader
+        return
+    with read_connection(sessions) as conn:
+        yield conn
